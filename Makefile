@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make run` serves a demo issuer, `make test` runs the suite.
+# Each creates .venv when it is missing and installs what it needs into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test typecheck bench clean-demo
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is required" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Reinstall when pyproject.toml changes.
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/python -m issuer.demo
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/python -m mypy

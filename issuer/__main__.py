@@ -1,0 +1,5 @@
+"""``python -m issuer`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,344 @@
+"""The audit store: every issued statement and every event, in one SQLite file (SPEC "Audit").
+
+Two kinds of rows:
+
+- ``events``: the append-only record of everything that happened (statement issued, template
+  changed, key generated, token created, ...), numbered by a gapless ``idx`` from 0. Each event
+  is a canonical JSON object; later the transparency log hashes exactly these bytes.
+- ``statements``: one row per issued statement, holding every field SPEC "Audit" lists, for
+  queries. Its ``log_index`` points at the ``statement.issued`` event that carries the same
+  values. Rows are never updated in place except by a revocation, which is itself an event.
+
+Durability: WAL journal with ``synchronous=FULL``, so a committed transaction has been fsynced
+before ``commit`` returns; callers hand out a statement only after that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .encoding import canonical_json
+from .errors import AuditUnavailable, NotFound
+
+BUSY_TIMEOUT_MS = 30_000
+
+#: One entry per schema version; ``PRAGMA user_version`` says how many have run.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE events (
+        idx INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_type_subject ON events (type, subject);
+    CREATE TABLE statements (
+        jti TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        iss TEXT NOT NULL,
+        kid TEXT NOT NULL,
+        alg TEXT NOT NULL,
+        template TEXT NOT NULL,
+        template_digest TEXT NOT NULL,
+        software_id TEXT,
+        software_version TEXT,
+        claims TEXT NOT NULL,
+        mint_values TEXT NOT NULL,
+        iat INTEGER NOT NULL,
+        exp INTEGER NOT NULL,
+        principal TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        log_index INTEGER NOT NULL UNIQUE,
+        revoked_at INTEGER,
+        revocation_reason TEXT,
+        software_statement TEXT NOT NULL
+    );
+    CREATE INDEX statements_template ON statements (template, log_index);
+    CREATE INDEX statements_software_id ON statements (software_id, log_index);
+    CREATE INDEX statements_iat ON statements (iat);
+    CREATE INDEX statements_kid ON statements (kid, exp);
+    CREATE TABLE template_versions (
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        content TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        log_index INTEGER NOT NULL UNIQUE
+    );
+    CREATE INDEX template_versions_name ON template_versions (name, log_index);
+    """,
+)
+
+_JSON_COLUMNS = ("claims", "mint_values")
+
+
+@dataclass(frozen=True)
+class StatementRecord:
+    """The audit record of one statement: every field of SPEC "Audit"."""
+
+    jti: str
+    digest: str
+    iss: str
+    kid: str
+    alg: str
+    template: str
+    template_digest: str
+    software_id: str | None
+    software_version: str | None
+    claims: dict[str, Any]
+    mint_values: dict[str, Any]
+    iat: int
+    exp: int
+    principal: str
+    channel: str
+    software_statement: str
+    log_index: int = -1
+    revoked_at: int | None = None
+    revocation_reason: str | None = None
+
+    def event_data(self) -> dict[str, Any]:
+        """What the ``statement.issued`` event carries: the record as issued."""
+        data = asdict(self)
+        for key in ("log_index", "revoked_at", "revocation_reason"):
+            del data[key]
+        return data
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the append-only event record."""
+
+    idx: int
+    time: int
+    type: str
+    actor: str
+    channel: str
+    subject: str
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database for durable, concurrent use (WAL, FULL sync, busy timeout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: in WAL mode, NORMAL may lose the last commits on power loss; a returned statement
+    # must never lose its record.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class AuditStore:
+    """Append-only records of statements and events over a ``sqlite_utils.Database``."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self.conn = db.conn
+        self.path = next((row[2] for row in self.conn.execute("PRAGMA database_list")
+                          if row[1] == "main"), "") or ":memory:"
+        # One connection is shared by the threads of the service; SQLite serialises inside a
+        # connection only per call, so whole transactions take this lock.
+        self.lock = threading.RLock()
+        self._migrate()
+
+    @classmethod
+    def open(cls, path: Path) -> AuditStore:
+        try:
+            return cls(sqlite_utils.Database(connect(path)))
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"cannot open audit database {path}: {exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for sql in script.split(";"):
+                        if sql.strip():
+                            self.conn.execute(sql)
+                    self.conn.execute(f"PRAGMA user_version = {number}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    # --- writing ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable write: ``BEGIN IMMEDIATE`` takes the write lock up front, ``COMMIT``
+        returns once the WAL is fsynced; any exception rolls everything back.
+
+        A database failure becomes AuditUnavailable: whatever the caller was about to hand
+        out (a statement, a key) must not be handed out unrecorded.
+        """
+        with self.lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+                raise
+
+    def next_index(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM events").fetchone()
+        return int(row[0])
+
+    def append_event(self, *, time: int, type: str, actor: str, channel: str, subject: str,
+                     data: dict[str, Any]) -> int:
+        """Append one event inside the caller's transaction; returns its index."""
+        idx = self.next_index()
+        self.conn.execute(
+            "INSERT INTO events (idx, time, type, actor, channel, subject, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (idx, time, type, actor, channel, subject, canonical_json(data).decode("utf-8")),
+        )
+        return idx
+
+    def record_statement(self, record: StatementRecord) -> StatementRecord:
+        """Append the ``statement.issued`` event and its queryable row (inside a transaction)."""
+        idx = self.append_event(time=record.iat, type="statement.issued", actor=record.principal,
+                                channel=record.channel, subject=record.jti,
+                                data=record.event_data())
+        self.conn.execute(
+            "INSERT INTO statements (jti, digest, iss, kid, alg, template, template_digest, "
+            "software_id, software_version, claims, mint_values, iat, exp, principal, channel, "
+            "log_index, software_statement) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?)",
+            (record.jti, record.digest, record.iss, record.kid, record.alg, record.template,
+             record.template_digest, record.software_id, record.software_version,
+             canonical_json(record.claims).decode("utf-8"),
+             canonical_json(record.mint_values).decode("utf-8"), record.iat, record.exp,
+             record.principal, record.channel, idx, record.software_statement),
+        )
+        return StatementRecord(**{**asdict(record), "log_index": idx})
+
+    def latest_template_version(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.conn.execute(
+            "SELECT digest, content FROM template_versions WHERE name = ? "
+            "ORDER BY log_index DESC LIMIT 1", (name,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def record_template_version(self, *, name: str, digest: str, content: dict[str, Any],
+                                event_type: str, data: dict[str, Any], time: int, actor: str,
+                                channel: str) -> int:
+        """Append a template event and remember the version it introduced."""
+        idx = self.append_event(time=time, type=event_type, actor=actor, channel=channel,
+                                subject=name, data=data)
+        self.conn.execute(
+            "INSERT INTO template_versions (name, digest, content, recorded_at, log_index) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (name, digest, canonical_json(content).decode("utf-8"), time, idx))
+        return idx
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.db.query(sql, params))
+
+    def statement(self, ref: str) -> StatementRecord:
+        """Look a statement up by ``jti`` or by its lowercase hex ``digest``."""
+        column = "digest" if _looks_like_digest(ref) else "jti"
+        rows = self._rows(f"SELECT * FROM statements WHERE {column} = ?", (ref.lower()
+                          if column == "digest" else ref,))
+        if not rows:
+            raise NotFound(f"no statement with {column} {ref!r} in the audit records")
+        return _record(rows[0])
+
+    def statements(self, *, template: str | None = None, software_id: str | None = None,
+                   since: int | None = None, kid: str | None = None,
+                   after_index: int | None = None, limit: int | None = None
+                   ) -> list[StatementRecord]:
+        """Statements in issue order, filtered; ``after_index`` is the pagination cursor."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("template", template), ("software_id", software_id),
+                              ("kid", kid)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("iat >= ?")
+            params.append(since)
+        if after_index is not None:
+            where.append("log_index > ?")
+            params.append(after_index)
+        sql = "SELECT * FROM statements"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY log_index"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_record(row) for row in self._rows(sql, params)]
+
+    def statement_counts_by_kid(self) -> dict[str, int]:
+        """How many statements each key signed."""
+        rows = self._rows("SELECT kid, COUNT(*) AS n FROM statements GROUP BY kid")
+        return {row["kid"]: row["n"] for row in rows}
+
+    def count_statements(self) -> int:
+        with self.lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM statements").fetchone()[0])
+
+    def events(self, *, type_prefix: str | None = None, subject: str | None = None,
+               start: int = 0, end: int | None = None) -> list[Event]:
+        """Events in order, optionally of one type family or subject, ``start <= idx < end``."""
+        where: list[str] = ["idx >= ?"]
+        params: list[Any] = [start]
+        if end is not None:
+            where.append("idx < ?")
+            params.append(end)
+        if type_prefix is not None:
+            where.append("type LIKE ? ESCAPE '\\'")
+            params.append(type_prefix.replace("%", "\\%").replace("_", "\\_") + "%")
+        if subject is not None:
+            where.append("subject = ?")
+            params.append(subject)
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
+        return [_event(row) for row in self._rows(sql, params)]
+
+    def template_history(self, name: str) -> list[Event]:
+        """The recorded versions of a template, oldest first."""
+        return self.events(type_prefix="template.", subject=name)
+
+
+def _looks_like_digest(ref: str) -> bool:
+    return len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref)
+
+
+def _record(row: dict[str, Any]) -> StatementRecord:
+    for column in _JSON_COLUMNS:
+        row[column] = json.loads(row[column])
+    return StatementRecord(**row)
+
+
+def _event(row: dict[str, Any]) -> Event:
+    return Event(**{**row, "data": json.loads(row["data"])})

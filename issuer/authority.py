@@ -1,0 +1,273 @@
+"""The issuing authority: the one core object the CLI and the HTTP service both drive.
+
+:class:`Authority` owns the configuration, the keystore, the templates and the audit store.
+Fronts translate arguments and errors; every rule and every write happens here or below.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .audit import AuditStore, StatementRecord
+from .clock import Clock, SystemClock
+from .config import CONFIG_FILE, Config, load_config, normalize_alg, render_config, validate_issuer_url
+from .encoding import statement_digest
+from .errors import ConfigError, Conflict, IssuerError
+from .files import atomic_write
+from .keys import PASSPHRASE_ENV, KeyInfo, Keystore
+from .statements import (
+    MintRequest,
+    MintResult,
+    build_payload,
+    encode_payload,
+    new_jti,
+    resolve_claims,
+)
+from .templates import Template, TemplateStore
+from .verify import VerifiedStatement, verify
+
+Progress = Callable[[int], None]
+
+
+def local_principal() -> str:
+    """The local user, recorded as the principal of CLI actions (SPEC "Audit")."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: MintRequest
+    template: Template
+    claims: dict[str, Any]
+
+
+class Authority:
+    """Keys, templates and audit records of one issuer, behind one set of operations."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.keystore = Keystore(config.keys_dir, passphrase=env.get(PASSPHRASE_ENV))
+        self.templates = TemplateStore(config.templates_dir, config.max_lifetime)
+        self._audit: AuditStore | None = None
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, *,
+                    env: Mapping[str, str] | None = None,
+                    clock: Clock | None = None) -> Authority:
+        """Load issuer.toml (SPEC lookup order) and build the authority over it."""
+        return cls(load_config(path, env), clock=clock, env=env)
+
+    @property
+    def audit(self) -> AuditStore:
+        """The audit store, opened (and migrated) on first use."""
+        if self._audit is None:
+            self._audit = AuditStore.open(self.config.database)
+        return self._audit
+
+    def close(self) -> None:
+        if self._audit is not None:
+            self._audit.close()
+            self._audit = None
+
+    def now(self) -> int:
+        return int(self.clock.now())
+
+    # --- minting ---------------------------------------------------------------------
+
+    def mint(self, request: MintRequest, *, principal: str, channel: str) -> MintResult:
+        """Mint one statement; it is returned only once its audit record is committed."""
+        return self.mint_many([request], principal=principal, channel=channel)[0]
+
+    def mint_many(self, requests: Sequence[MintRequest], *, principal: str, channel: str,
+                  progress: Progress | None = None) -> list[MintResult]:
+        """Mint all of ``requests`` or none: every one is checked and signed before a single
+        transaction records them all."""
+        prepared = [self._prepare(req, i, len(requests)) for i, req in enumerate(requests)]
+        signer = self.keystore.signer()
+        now = self.now()
+        records = []
+        for item in prepared:
+            jti = new_jti()
+            payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
+                                    lifetime=item.template.lifetime, jti=jti)
+            token = signer.sign(encode_payload(payload))
+            records.append(StatementRecord(
+                jti=jti, digest=statement_digest(token), iss=self.config.issuer,
+                kid=signer.kid, alg=signer.alg, template=item.template.name,
+                template_digest=item.template.digest,
+                software_id=_text(item.claims.get("software_id")),
+                software_version=_text(item.claims.get("software_version")),
+                claims=payload, mint_values=dict(item.request.claims), iat=now,
+                exp=payload["exp"], principal=principal, channel=channel,
+                software_statement=token))
+            if progress:
+                progress(1)
+        with self.audit.transaction():
+            seen: dict[str, str] = {}
+            for item in prepared:
+                if item.template.name not in seen:
+                    self._note_template(item.template, now, principal, channel)
+                    seen[item.template.name] = item.template.digest
+            committed = [self.audit.record_statement(r) for r in records]
+        return [MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
+                           kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
+                           log_index=r.log_index) for r in committed]
+
+    def _prepare(self, request: MintRequest, index: int, total: int) -> _Prepared:
+        try:
+            template = self.templates.load(request.template)
+            return _Prepared(request, template, resolve_claims(template, request.claims))
+        except IssuerError as exc:
+            if total > 1:  # name the failing item of a batch
+                exc.description = f"item {index + 1}: {exc.description}"
+            raise
+
+    def _note_template(self, template: Template, now: int, actor: str, channel: str) -> None:
+        """Record a template's first use, or what changed since the version last used."""
+        latest = self.audit.latest_template_version(template.name)
+        if latest is not None and latest[0] == template.digest:
+            return
+        content = template.content()
+        data: dict[str, Any]
+        if latest is None:
+            event, data = "template.recorded", {"template": template.name,
+                                                "digest": template.digest, "content": content}
+        else:
+            event, data = "template.changed", {
+                "template": template.name, "old_digest": latest[0],
+                "new_digest": template.digest, "changes": diff_templates(latest[1], content),
+                "content": content}
+        self.audit.record_template_version(name=template.name, digest=template.digest,
+                                           content=content, event_type=event, data=data,
+                                           time=now, actor=actor, channel=channel)
+
+    # --- keys ------------------------------------------------------------------------
+
+    def generate_key(self, alg: str | None = None, *, activate: bool = False, actor: str,
+                     channel: str, rsa_bits: int | None = None) -> KeyInfo:
+        """A new key: active if there is none, otherwise ``next`` (published, not signing)
+        unless ``activate`` makes it sign at once and retires the current one."""
+        alg = normalize_alg(alg or self.config.default_alg)
+        now = self.now()
+        current = next((k for k in self.keystore.keys() if k.state == "active"), None)
+        options = {"rsa_bits": rsa_bits} if rsa_bits else {}
+        with self.audit.transaction():
+            key = self.keystore.generate(alg, state="next" if current else "active", now=now,
+                                         **options)
+            self.audit.append_event(time=now, type="key.generated", actor=actor,
+                                    channel=channel, subject=key.kid,
+                                    data={"kid": key.kid, "alg": key.alg, "state": key.state,
+                                          "jwk": key.jwk()})
+            if current is not None and activate:
+                key = self._activate(key, current, now, actor, channel)
+        return key
+
+    def _activate(self, new: KeyInfo, old: KeyInfo, now: int, actor: str,
+                  channel: str) -> KeyInfo:
+        retired = replace(old, state="retired", retired_at=now)
+        active = replace(new, state="active", activated_at=now)
+        self.keystore.replace_all([retired, active])
+        for key, event in ((retired, "key.retired"), (active, "key.activated")):
+            self.audit.append_event(time=now, type=event, actor=actor, channel=channel,
+                                    subject=key.kid, data={"kid": key.kid, "state": key.state})
+        return active
+
+    def key_usage(self) -> dict[str, int]:
+        """How many statements each key signed, from the audit records."""
+        return self.audit.statement_counts_by_kid()
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set a verifier needs."""
+        return self.keystore.jwks()
+
+    # --- verifying -------------------------------------------------------------------
+
+    def verify(self, token: str, *, jwks: Mapping[str, Any] | None = None,
+               issuer: str | None = None) -> VerifiedStatement:
+        """Verify like an authorization server would, by default against this issuer."""
+        return verify(token, jwks=self.jwks() if jwks is None else jwks,
+                      issuer=issuer or self.config.issuer, clock=self.clock)
+
+
+def diff_templates(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What changed between two resolved templates, field by field and claim by claim."""
+    changes: list[dict[str, Any]] = []
+    for key in sorted((set(old) | set(new)) - {"claims"}):
+        if old.get(key) != new.get(key):
+            changes.append(_change(key, old.get(key), new.get(key)))
+    old_claims, new_claims = old.get("claims", {}), new.get("claims", {})
+    for claim in sorted(set(old_claims) | set(new_claims)):
+        if old_claims.get(claim) != new_claims.get(claim):
+            changes.append(_change(f"claims.{claim}", old_claims.get(claim),
+                                   new_claims.get(claim)))
+    return changes
+
+
+def _change(path: str, old: Any, new: Any) -> dict[str, Any]:
+    change: dict[str, Any] = {"path": path, "old": old, "new": new}
+    if isinstance(old, list) and isinstance(new, list):
+        change["added"] = [v for v in new if v not in old]
+        change["removed"] = [v for v in old if v not in new]
+    return change
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def shipped_templates() -> Iterable[tuple[str, bytes]]:
+    """The example templates shipped with the package (the repository's ``templates/``)."""
+    folder = resources.files("issuer") / "shipped_templates"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            yield entry.name, entry.read_bytes()
+
+
+def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
+                clock: Clock | None = None, env: Mapping[str, str] | None = None) -> Authority:
+    """Create an issuer home: config, keystore with a first active key, example templates and
+    the database. Refuses to touch a directory that already holds an issuer."""
+    env = os.environ if env is None else env
+    try:
+        issuer = validate_issuer_url(issuer)
+        alg = normalize_alg(alg)
+    except ValueError as exc:
+        raise ConfigError(f"issuer init: {exc}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    for existing in (CONFIG_FILE, "issuer.db", "keys/keyring.json"):
+        if (directory / existing).exists():
+            raise Conflict(f"an issuer already exists in {directory} ({existing}); refusing to "
+                           "overwrite it")
+    templates = directory / "templates"
+    templates.mkdir(exist_ok=True)
+    for name, body in shipped_templates():
+        if not (templates / name).exists():  # a user's own template of that name wins
+            atomic_write(templates / name, body)
+    keys = directory / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    if not (keys / ".gitignore").exists():
+        atomic_write(keys / ".gitignore", b"# private keys never go into git\n*\n")
+    atomic_write(directory / CONFIG_FILE, render_config(issuer, alg).encode("utf-8"))
+    authority = Authority(load_config(directory / CONFIG_FILE, env={}), clock=clock, env=env)
+    try:
+        authority.generate_key(alg, actor=actor, channel="cli")
+    except BaseException:
+        # Leave nothing half-made: a later `issuer init` must not find a broken issuer.
+        authority.close()
+        for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm",
+                         "keys/keyring.json"):
+            (directory / leftover).unlink(missing_ok=True)
+        raise
+    return authority

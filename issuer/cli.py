@@ -1,0 +1,530 @@
+"""The ``issuer`` command line: a thin front over :class:`issuer.authority.Authority`.
+
+Every command takes ``--config``; data commands take ``--json``. Errors are one line on stderr
+(``issuer: error: ...``) with exit 1 when the thing checked failed or was not found and exit 2
+for usage and configuration errors; never a traceback (``ISSUER_DEBUG=1`` shows one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from . import metadata
+from .authority import Authority, init_issuer, local_principal
+from .clock import format_duration, parse_time, rfc3339
+from .config import SIGNING_ALGS, load_config
+from .errors import IssuerError, UsageError
+from .files import atomic_write
+from .jwks import load_jwks
+from .statements import MintRequest, parse_mint_request
+from .verify import verify
+
+F = TypeVar("F", bound=Callable[..., Any])
+ALG_CHOICES = [*SIGNING_ALGS, "EdDSA"]
+
+
+# --- plumbing: errors, config, output ---------------------------------------------------
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"issuer: error: {message}", err=True)
+    sys.exit(code)
+
+
+class IssuerGroup(click.Group):
+    """Turns every error into one line on stderr and an exit code (SPEC "CLI")."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name or "issuer", complete_var,
+                              standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "issuer"
+            fail(f"{exc.format_message()} (see '{where} --help')", 2)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted", 1)
+        except IssuerError as exc:
+            fail(exc.description, exc.exit_code)
+        except BrokenPipeError:
+            sys.exit(1)
+        except Exception as exc:  # a bug: still one line, unless asked for the traceback
+            if os.environ.get("ISSUER_DEBUG"):
+                raise
+            fail(f"internal error: {type(exc).__name__}: {exc} (ISSUER_DEBUG=1 shows a "
+                 "traceback)", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().meta["issuer.config"] = value
+
+
+def config_option(f: F) -> F:
+    """``--config PATH`` on every command (SPEC lookup: --config, ISSUER_CONFIG, ./issuer.toml)."""
+    return click.option("--config", type=click.Path(dir_okay=False), expose_value=False,
+                        callback=_remember_config, is_eager=True,
+                        help="issuer.toml to use (default: $ISSUER_CONFIG, then ./issuer.toml).")(f)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def authority() -> Authority:
+    """The authority of the configured issuer, built once per command and closed after it."""
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if "issuer.authority" not in root.meta:
+        built = Authority.from_config(root.meta.get("issuer.config"))
+        root.meta["issuer.authority"] = built
+        root.call_on_close(built.close)
+    return root.meta["issuer.authority"]  # type: ignore[no-any-return]
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def echo_table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def when(t: int | None) -> str:
+    return rfc3339(t) if t is not None else "-"
+
+
+# --- the command tree ---------------------------------------------------------------------
+
+
+@click.group(cls=IssuerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.version_option(package_name="software-statement-issuer", prog_name="issuer")
+def cli() -> None:
+    """Mint, publish and audit OAuth software statements (RFC 7591 section 2.3).
+
+    Start with `issuer init`, then `issuer mint TEMPLATE`. See docs/cli.md.
+    """
+
+
+@cli.command()
+@config_option
+@click.option("--issuer", "issuer_url", default="http://127.0.0.1:8000", show_default=True,
+              help="The iss claim: https, or http only on localhost.")
+@click.option("--alg", type=click.Choice(ALG_CHOICES), default="ES256", show_default=True,
+              help="Algorithm of the first signing key.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="Issuer home to create.")
+def init(issuer_url: str, alg: str, directory: Path) -> None:
+    """Create an issuer: config, first active key, example templates, database.
+
+    Refuses to overwrite an existing issuer.
+    """
+    auth = init_issuer(directory, issuer=issuer_url, alg=alg, actor=local_principal())
+    try:
+        key = auth.keystore.active()
+        click.echo(f"initialised issuer {issuer_url} in {directory.resolve()}")
+        click.echo(f"  config:    {auth.config.path}")
+        click.echo(f"  key:       {key.kid} ({key.alg}, active) in {auth.config.keys_dir}")
+        click.echo(f"  templates: {', '.join(auth.templates.names())}")
+        click.echo(f"  database:  {auth.config.database}")
+    finally:
+        auth.close()
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys: generate and list (see docs/keys.md)."""
+
+
+@keys.command("generate")
+@config_option
+@click.option("--alg", type=click.Choice(ALG_CHOICES), default=None,
+              help="Algorithm (default: default_alg of issuer.toml).")
+@click.option("--activate", is_flag=True,
+              help="Sign with the new key at once and retire the current one.")
+@click.option("--rsa-bits", type=click.IntRange(min=2048), default=None,
+              help="RSA modulus size for RS256/PS256 (default 3072, at least 2048).")
+@json_option
+def keys_generate(alg: str | None, activate: bool, rsa_bits: int | None, as_json: bool) -> None:
+    """Generate a key pair: active if there is none, otherwise `next` (published, not signing)."""
+    key = authority().generate_key(alg, activate=activate, actor=local_principal(),
+                                   channel="cli", rsa_bits=rsa_bits)
+    if as_json:
+        echo_json({"kid": key.kid, "alg": key.alg, "state": key.state})
+    else:
+        click.echo(f"generated {key.alg} key {key.kid} ({key.state})")
+
+
+@keys.command("list")
+@config_option
+@json_option
+def keys_list(as_json: bool) -> None:
+    """List keys with state, algorithm, times and how many statements each signed."""
+    auth = authority()
+    usage = auth.key_usage()
+    entries = auth.keystore.keys()
+    if as_json:
+        echo_json([{"kid": k.kid, "alg": k.alg, "state": k.state, "created_at": k.created_at,
+                    "activated_at": k.activated_at, "retired_at": k.retired_at,
+                    "revoked_at": k.revoked_at, "revocation_reason": k.revocation_reason,
+                    "statements": usage.get(k.kid, 0)} for k in entries])
+        return
+    echo_table([[k.kid, k.state, k.alg, when(k.created_at), when(k.activated_at),
+                 when(k.retired_at or k.revoked_at), str(usage.get(k.kid, 0))] for k in entries],
+               ["KID", "STATE", "ALG", "CREATED", "ACTIVATED", "RETIRED/REVOKED", "STATEMENTS"])
+
+
+@cli.command("jwks")
+@config_option
+def jwks_command() -> None:
+    """Print the public JWK Set verifiers use (RFC 7517 section 5); never a private member."""
+    echo_json(authority().jwks())
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+@cli.group()
+def templates() -> None:
+    """Metadata templates: list, show, validate, history (see docs/templates.md)."""
+
+
+@templates.command("list")
+@config_option
+@json_option
+def templates_list(as_json: bool) -> None:
+    """List the templates in templates_dir."""
+    store = authority().templates
+    rows: list[dict[str, Any]] = []
+    for name in store.names():
+        try:
+            t = store.load(name)
+            rows.append({"name": name, "lifetime": format_duration(t.lifetime),
+                         "extends": t.chain[1] if len(t.chain) > 1 else None,
+                         "description": t.description, "valid": True})
+        except IssuerError:
+            rows.append({"name": name, "lifetime": None, "extends": None,
+                         "description": "(invalid: run `issuer templates validate`)",
+                         "valid": False})
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table([[r["name"], r["lifetime"] or "-", r["extends"] or "-", r["description"]]
+                for r in rows], ["NAME", "LIFETIME", "EXTENDS", "DESCRIPTION"])
+
+
+@templates.command("show")
+@config_option
+@click.argument("name")
+@json_option
+def templates_show(name: str, as_json: bool) -> None:
+    """Print a template's resolved claims, after its extends chain."""
+    t = authority().templates.load(name)
+    doc = {"name": t.name, "extends": list(t.chain[1:]), "digest": t.digest, **t.content()}
+    if as_json:
+        echo_json(doc)
+        return
+    click.echo(f"template:    {t.name}" + (f" (extends {' -> '.join(t.chain[1:])})"
+                                          if len(t.chain) > 1 else ""))
+    click.echo(f"description: {t.description}")
+    click.echo(f"lifetime:    {format_duration(t.lifetime)}")
+    click.echo(f"overridable: {', '.join(sorted(t.overridable)) or '-'}")
+    click.echo(f"required:    {', '.join(sorted(t.required)) or '-'}")
+    click.echo(f"digest:      {t.digest}")
+    click.echo("claims:")
+    echo_json(t.claims)
+
+
+@templates.command("validate")
+@config_option
+@click.argument("names", nargs=-1)
+@click.option("--strict", is_flag=True, help="Treat warnings (risky choices) as errors.")
+@json_option
+def templates_validate(names: tuple[str, ...], strict: bool, as_json: bool) -> None:
+    """Check templates against the RFC 7591 rules (all of them when no NAME is given)."""
+    store = authority().templates
+    results: list[dict[str, Any]] = []
+    for name in names or store.names():
+        _, problems = store.check(name)
+        errors = [p.line() for p in problems if p.level == "error" or strict]
+        warnings = [p.line() for p in problems if p.level == "warning" and not strict]
+        results.append({"template": name, "ok": not errors, "errors": errors,
+                        "warnings": warnings})
+    if as_json:
+        echo_json(results)
+    else:
+        for r in results:
+            click.echo(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['template']}")
+            for line in r["errors"]:
+                click.echo(f"      error: {line}")
+            for line in r["warnings"]:
+                click.echo(f"      warning: {line}")
+    failed = [r["template"] for r in results if not r["ok"]]
+    if failed:
+        fail(f"{len(failed)} of {len(results)} template(s) failed validation: "
+             f"{', '.join(failed)}")
+
+
+@templates.command("history")
+@config_option
+@click.argument("name")
+@json_option
+def templates_history(name: str, as_json: bool) -> None:
+    """The recorded versions of a template: when it first minted and what changed since."""
+    events = authority().audit.template_history(name)
+    if as_json:
+        echo_json([e.as_dict() for e in events])
+        return
+    if not events:
+        click.echo(f"no recorded versions of template '{name}' (recorded at its first mint)")
+    for e in events:
+        digest = e.data.get("digest") or e.data.get("new_digest")
+        click.echo(f"{rfc3339(e.time)}  {e.type}  {digest}  by {e.actor} ({e.channel})")
+        for change in e.data.get("changes", []):
+            detail = (f"added {change['added']} removed {change['removed']}"
+                      if "added" in change else f"{change['old']!r} -> {change['new']!r}")
+            click.echo(f"    {change['path']}: {detail}")
+
+
+# --- minting --------------------------------------------------------------------------------
+
+
+def parse_values(sets: Sequence[str], set_jsons: Sequence[str]) -> dict[str, Any]:
+    """``--set claim=value`` (repeat it for an array claim) and ``--set-json claim=JSON``."""
+    values: dict[str, Any] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set expects claim=value, got {item!r}")
+        if metadata.is_array_claim(name):
+            if name in values and not isinstance(values[name], list):
+                raise UsageError(f"claim '{name}' given twice")
+            values.setdefault(name, []).append(value)
+        elif name in values:
+            raise UsageError(f"claim '{name}' given twice (it is not an array claim; use "
+                             "--set-json for a JSON value)")
+        else:
+            values[name] = value
+    for item in set_jsons:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set-json expects claim=JSON, got {item!r}")
+        if name in values:
+            raise UsageError(f"claim '{name}' given twice")
+        try:
+            values[name] = json.loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"--set-json {name}: not valid JSON ({exc})") from None
+    return values
+
+
+def read_batch(path: str) -> list[MintRequest]:
+    """One ``{"template": ..., "claims": {...}}`` object per line; blank lines are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path != "-" else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read batch file {path}: {exc}") from None
+    requests = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
+        requests.append(parse_mint_request(obj, where=f"{path}:{number}"))
+    if not requests:
+        raise UsageError(f"{path}: no mint requests in the batch file")
+    return requests
+
+
+@contextlib.contextmanager
+def progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal, nothing otherwise."""
+    if total < 2 or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label="minting", file=sys.stderr) as bar:
+        yield bar.update
+
+
+@cli.command()
+@config_option
+@click.argument("template", required=False)
+@click.option("--set", "sets", multiple=True, metavar="CLAIM=VALUE",
+              help="Set an overridable claim; repeat for an array claim like redirect_uris.")
+@click.option("--set-json", "set_jsons", multiple=True, metavar="CLAIM=JSON",
+              help="Set an overridable claim to a JSON value.")
+@click.option("--batch", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Mint one statement per JSONL line {template, claims}, all or nothing.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the output to FILE instead of stdout.")
+@json_option
+def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...],
+         batch: str | None, out: Path | None, as_json: bool) -> None:
+    """Mint a signed software statement from TEMPLATE (or a --batch file).
+
+    Prints the compact JWS, or with --json the object with software_statement, jti, digest,
+    kid, iat, exp and template. Output appears only after the audit record is committed.
+    """
+    if batch is not None and (template or sets or set_jsons):
+        raise UsageError("--batch takes its templates and claims from the file; don't give "
+                         "TEMPLATE, --set or --set-json with it")
+    if batch is None and not template:
+        raise UsageError("missing TEMPLATE (or --batch FILE)")
+    if batch is not None:
+        requests = read_batch(batch)
+    else:
+        assert template is not None
+        requests = [parse_mint_request({"template": template,
+                                        "claims": parse_values(sets, set_jsons)})]
+    with progress_bar(len(requests)) as progress:
+        results = authority().mint_many(requests, principal=local_principal(), channel="cli",
+                                        progress=progress)
+    lines = [json.dumps(r.as_json()) if as_json else r.software_statement for r in results]
+    if as_json and batch is None:
+        lines = [json.dumps(results[0].as_json(), indent=2)]
+    output = "\n".join(lines) + "\n"
+    if out is not None:
+        atomic_write(out, output.encode("utf-8"))
+        click.echo(f"wrote {len(results)} statement(s) to {out}", err=True)
+    else:
+        click.echo(output, nl=False)
+
+
+# --- verifying ------------------------------------------------------------------------------
+
+
+@cli.command("verify")
+@config_option
+@click.argument("token", default="-", required=False)
+@click.option("--jwks", "jwks_source", metavar="FILE|URL", default=None,
+              help="The issuer's JWKS (default: this issuer's own keys).")
+@click.option("--issuer", "issuer_url", default=None,
+              help="Expected iss (default: this issuer).")
+@json_option
+def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
+                   as_json: bool) -> None:
+    """Verify a statement (TOKEN or - for stdin) as an authorization server would.
+
+    Checks the signature against the JWKS with an algorithm allow-list, iss, exp, iat/nbf
+    and the RFC 7591 metadata; prints the claims, or exits 1 with the reason.
+    """
+    if token == "-":
+        token = sys.stdin.read()
+    token = token.strip()
+    if not token:
+        raise UsageError("no statement given (pass TOKEN or pipe it to `issuer verify -`)")
+    if jwks_source is None or issuer_url is None:
+        config = load_config(click.get_current_context().find_root().meta.get("issuer.config"))
+        issuer_url = issuer_url or config.issuer
+        jwks = load_jwks(jwks_source) if jwks_source else authority().jwks()
+    else:
+        jwks = load_jwks(jwks_source)
+    verified = verify(token, jwks=jwks, issuer=issuer_url)
+    if as_json:
+        echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
+                   "digest": verified.digest})
+        return
+    echo_json(verified.claims)
+    click.echo(f"verified: iss {verified.issuer}, kid {verified.kid}, alg {verified.alg}, "
+               f"digest {verified.digest}", err=True)
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """Audit records: list, show and export what was issued (see docs/audit.md)."""
+
+
+@audit.command("list")
+@config_option
+@click.option("--template", default=None, help="Only statements of this template.")
+@click.option("--software-id", default=None, help="Only statements with this software_id.")
+@click.option("--kid", default=None, help="Only statements signed by this key.")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Issued at or after WHEN: RFC 3339 date/time, or a duration ago like 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N records.")
+@json_option
+def audit_list(template: str | None, software_id: str | None, kid: str | None,
+               since: str | None, limit: int | None, as_json: bool) -> None:
+    """List issued statements, oldest first."""
+    auth = authority()
+    try:
+        since_t = parse_time(since, auth.now()) if since else None
+    except ValueError as exc:
+        raise UsageError(f"--since: {exc}") from None
+    records = auth.audit.statements(template=template, software_id=software_id, kid=kid,
+                                    since=since_t, limit=limit)
+    if as_json:
+        echo_json([asdict(r) for r in records])
+        return
+    echo_table([[r.jti, rfc3339(r.iat), r.template, r.software_id or "-",
+                 r.software_version or "-", r.kid[:12], f"{r.principal} ({r.channel})",
+                 "revoked" if r.revoked_at else "issued"] for r in records],
+               ["JTI", "ISSUED", "TEMPLATE", "SOFTWARE_ID", "VERSION", "KID", "PRINCIPAL",
+                "STATUS"])
+
+
+@audit.command("show")
+@config_option
+@click.argument("ref", metavar="JTI|DIGEST")
+@json_option
+def audit_show(ref: str, as_json: bool) -> None:
+    """Show the full audit record of one statement, by jti or digest."""
+    record = asdict(authority().audit.statement(ref))
+    if as_json:
+        echo_json(record)
+        return
+    for key, value in record.items():
+        if key in ("iat", "exp", "revoked_at") and value is not None:
+            value = f"{value} ({rfc3339(value)})"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value, ensure_ascii=False)
+        click.echo(f"{key + ':':20} {value}")
+
+
+@audit.command("export")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl",
+              show_default=True, help="Output format: one JSON event per line.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE instead of stdout.")
+def audit_export(fmt: str, out: Path | None) -> None:
+    """Export every audit event in order (statements, templates, keys), one per line."""
+    lines = [json.dumps(e.as_dict(), ensure_ascii=False) for e in authority().audit.events()]
+    body = "".join(line + "\n" for line in lines)
+    if out is not None:
+        atomic_write(out, body.encode("utf-8"))
+        click.echo(f"wrote {len(lines)} event(s) to {out}", err=True)
+    else:
+        click.echo(body, nl=False)
+
+
+def main() -> None:
+    """Console script entry point."""
+    cli.main(prog_name="issuer")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

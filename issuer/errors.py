@@ -1,0 +1,147 @@
+"""The one error tree of the issuer.
+
+Every failure the issuer reports is an :class:`IssuerError` carrying an OAuth-style ``error``
+code (RFC 6749 section 5.2 style; RFC 7591 section 3.2.2 for registration metadata) and a
+one-line ``description`` naming what was wrong. The CLI prints the description and exits with
+``exit_code``; the HTTP service answers ``status`` with ``{"error", "error_description"}``.
+"""
+
+from __future__ import annotations
+
+
+class IssuerError(Exception):
+    """Base of every error the issuer reports to a user."""
+
+    error = "server_error"
+    status = 500
+    exit_code = 1
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        # One line, always: descriptions end up in logs, stderr and JSON bodies.
+        self.description = " ".join(str(description).split())
+
+    def __str__(self) -> str:
+        return self.description
+
+    def as_json(self) -> dict[str, str]:
+        """The JSON error object of SPEC "HTTP service"."""
+        return {"error": self.error, "error_description": self.description}
+
+
+class ConfigError(IssuerError):
+    """issuer.toml is missing, malformed, or holds an unknown key or a bad value."""
+
+    error = "invalid_configuration"
+    exit_code = 2
+
+
+class UsageError(IssuerError):
+    """The request or command line is malformed."""
+
+    error = "invalid_request"
+    status = 400
+    exit_code = 2
+
+
+class InvalidRequest(IssuerError):
+    """A well-formed request that asks for something the issuer refuses (bad claim value...)."""
+
+    error = "invalid_request"
+    status = 400
+
+
+class InvalidClientMetadata(IssuerError):
+    """Client metadata breaks a rule of RFC 7591 section 2 (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_client_metadata"
+    status = 400
+
+
+class InvalidRedirectURI(InvalidClientMetadata):
+    """A redirect URI breaks RFC 7591 section 2 / RFC 8252 (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_redirect_uri"
+
+
+class TemplateError(IssuerError):
+    """A template file on the issuer is malformed or breaks a rule.
+
+    Served as 409: the request was fine, the issuer's own template is not.
+    """
+
+    error = "invalid_template"
+    status = 409
+
+
+class NotFound(IssuerError):
+    """The template, statement, key or token asked for does not exist."""
+
+    error = "not_found"
+    status = 404
+
+
+class Conflict(IssuerError):
+    """The request conflicts with the issuer's state (already exists, already revoked...)."""
+
+    error = "conflict"
+    status = 409
+
+
+class KeystoreError(IssuerError):
+    """The keystore cannot be used: unsafe permissions, missing passphrase, no active key."""
+
+    error = "keystore_error"
+    status = 500
+
+
+class AuditUnavailable(IssuerError):
+    """The audit store could not record: nothing was issued."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
+class InvalidSoftwareStatement(IssuerError):
+    """A statement failed verification (RFC 7591 section 3.2.2)."""
+
+    error = "invalid_software_statement"
+    status = 400
+
+
+class UnapprovedSoftwareStatement(InvalidSoftwareStatement):
+    """A valid-looking statement from an issuer that is not trusted (RFC 7591 section 3.2.2)."""
+
+    error = "unapproved_software_statement"
+
+
+class InvalidToken(IssuerError):
+    """Missing, malformed, unknown or revoked API token (RFC 6750 section 3.1)."""
+
+    error = "invalid_token"
+    status = 401
+
+
+class InsufficientScope(IssuerError):
+    """The API token's role or templates do not allow this (RFC 6750 section 3.1)."""
+
+    error = "insufficient_scope"
+    status = 403
+
+
+class RequestTooLarge(IssuerError):
+    """The request body is over the limit."""
+
+    error = "request_too_large"
+    status = 413
+
+
+class RateLimited(IssuerError):
+    """The API token has used up its rate limit."""
+
+    error = "rate_limited"
+    status = 429
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after

@@ -1,0 +1,307 @@
+"""The file keystore: signing keys as PKCS#8 PEM files plus a keyring of their states.
+
+Layout of ``keys_dir`` (mode 0700):
+
+- ``<kid>.pem``: the private key, PKCS#8 PEM, mode 0600, encrypted when
+  ``ISSUER_KEY_PASSPHRASE`` is set. ``kid`` is the RFC 7638 SHA-256 thumbprint of the public key.
+- ``keyring.json``: every key's public JWK, algorithm, state and timestamps (no secrets).
+
+Private key bytes never leave this module: callers get :class:`KeyInfo` value objects and,
+to sign, a :class:`Signer` whose key is not exposed. A key file that group or others can read
+is refused, as ssh refuses one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from joserfc import jws
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from .config import normalize_alg
+from .encoding import b64url, canonical_json
+from .errors import KeystoreError, NotFound
+from .files import atomic_write
+
+KeyState = Literal["next", "active", "retired", "revoked", "expired"]
+#: States whose public key is in the JWKS: a verifier may still need it.
+PUBLISHED_STATES: tuple[KeyState, ...] = ("active", "next", "retired")
+KEYRING = "keyring.json"
+MIN_RSA_BITS = 2048
+DEFAULT_RSA_BITS = 3072
+PASSPHRASE_ENV = "ISSUER_KEY_PASSPHRASE"
+
+_THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"),
+                       "OKP": ("crv", "kty", "x")}
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+JoseKey = ECKey | RSAKey | OKPKey
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 section 3: SHA-256 over the required members in lexicographic order."""
+    try:
+        members = _THUMBPRINT_MEMBERS[jwk["kty"]]
+        required = {name: jwk[name] for name in members}
+    except KeyError as exc:
+        raise ValueError(f"JWK lacks a member needed for its thumbprint: {exc}") from None
+    return b64url(hashlib.sha256(canonical_json(required)).digest())
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What anyone may know about a signing key: never the private part."""
+
+    kid: str
+    alg: str
+    state: KeyState
+    created_at: int
+    public_jwk: dict[str, Any] = field(repr=False)
+    activated_at: int | None = None
+    retired_at: int | None = None
+    revoked_at: int | None = None
+    revocation_reason: str | None = None
+    expired_at: int | None = None
+
+    def jwk(self) -> dict[str, Any]:
+        """The public JWK as published: key members plus ``kid``, ``alg`` and ``use``."""
+        return {**self.public_jwk, "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+    @property
+    def published(self) -> bool:
+        return self.state in PUBLISHED_STATES
+
+
+class Signer:
+    """Signs compact JWS with one key. The private key stays inside."""
+
+    __slots__ = ("kid", "alg", "_key")
+
+    def __init__(self, kid: str, alg: str, key: JoseKey) -> None:
+        self.kid = kid
+        self.alg = alg
+        self._key = key
+
+    def sign(self, payload: bytes, typ: str = "JWT") -> str:
+        """Compact JWS (RFC 7515 section 7.1) with ``alg`` and ``kid`` from the keystore."""
+        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
+        return jws.serialize_compact(header, payload, self._key, algorithms=[self.alg])
+
+    def __repr__(self) -> str:
+        return f"Signer(kid={self.kid!r}, alg={self.alg!r})"
+
+
+def _generate_private(alg: str, rsa_bits: int) -> PrivateKey:
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "ES384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if alg in ("RS256", "PS256"):
+        if rsa_bits < MIN_RSA_BITS:
+            raise KeystoreError(f"RSA keys need at least {MIN_RSA_BITS} bits, not {rsa_bits}")
+        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    if alg == "Ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise KeystoreError(f"unsupported algorithm {alg!r}")
+
+
+def _jose_key(private: PrivateKey) -> JoseKey:
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return ECKey.import_key(private)
+    if isinstance(private, rsa.RSAPrivateKey):
+        return RSAKey.import_key(private)
+    return OKPKey.import_key(private)
+
+
+def _alg_fits_key(alg: str, private: PrivateKey) -> bool:
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return (alg, private.curve.name) in (("ES256", "secp256r1"), ("ES384", "secp384r1"))
+    if isinstance(private, rsa.RSAPrivateKey):
+        return alg in ("RS256", "PS256") and private.key_size >= MIN_RSA_BITS
+    return alg == "Ed25519"
+
+
+class Keystore:
+    """A directory of private keys and the keyring describing them."""
+
+    def __init__(self, directory: Path, passphrase: str | None = None) -> None:
+        self.directory = directory
+        self._passphrase = passphrase.encode("utf-8") if passphrase else None
+        self._signers: dict[str, tuple[tuple[int, int], Signer]] = {}
+
+    # --- keyring ---------------------------------------------------------------------
+
+    @property
+    def _keyring(self) -> Path:
+        return self.directory / KEYRING
+
+    def keys(self) -> list[KeyInfo]:
+        """Every key the keyring knows, in creation order."""
+        try:
+            raw = self._keyring.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise KeystoreError(f"cannot read {self._keyring}: {exc.strerror}") from None
+        try:
+            data = json.loads(raw)
+            return [KeyInfo(**entry) for entry in data["keys"]]
+        except (ValueError, KeyError, TypeError):
+            raise KeystoreError(f"{self._keyring} is damaged (not a keyring)") from None
+
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever the keyring does: lets readers cache what they derive from it."""
+        try:
+            st = os.stat(self._keyring)
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_ino)
+
+    def get(self, kid: str) -> KeyInfo:
+        for key in self.keys():
+            if key.kid == kid:
+                return key
+        raise NotFound(f"no key with kid {kid!r} in {self.directory}")
+
+    def active(self) -> KeyInfo:
+        """The one key that signs."""
+        actives = [k for k in self.keys() if k.state == "active"]
+        if not actives:
+            raise KeystoreError(f"no active signing key in {self.directory}; run "
+                                "`issuer keys generate`")
+        return actives[0]
+
+    def published(self) -> list[KeyInfo]:
+        """Keys a verifier may need, the active one first."""
+        order = {state: i for i, state in enumerate(PUBLISHED_STATES)}
+        return sorted((k for k in self.keys() if k.published), key=lambda k: order[k.state])
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set (RFC 7517 section 5): no private member, ever."""
+        return {"keys": [k.jwk() for k in self.published()]}
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[list[KeyInfo]]:
+        """Lock the keyring, hand out its keys for editing, then write it back atomically."""
+        self._ensure_directory()
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                keys = self.keys()
+                yield keys
+                self._check_invariants(keys)
+                self._write_keyring(keys)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _check_invariants(self, keys: list[KeyInfo]) -> None:
+        actives = [k.kid for k in keys if k.state == "active"]
+        if len(actives) > 1:
+            raise KeystoreError(f"refusing to write a keyring with {len(actives)} active keys")
+
+    def _write_keyring(self, keys: list[KeyInfo]) -> None:
+        body = json.dumps({"version": 1, "keys": [asdict(k) for k in keys]}, indent=2)
+        atomic_write(self._keyring, body.encode("utf-8"), mode=0o600)
+
+    def _ensure_directory(self) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+
+    # --- keys ------------------------------------------------------------------------
+
+    def generate(self, alg: str, *, state: KeyState, now: int,
+                 rsa_bits: int = DEFAULT_RSA_BITS) -> KeyInfo:
+        """Create a key pair, store it 0600, and add it to the keyring in ``state``."""
+        alg = normalize_alg(alg)
+        private = _generate_private(alg, rsa_bits)
+        public_jwk = _jose_key(private).as_dict(private=False)
+        kid = jwk_thumbprint(public_jwk)
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(self._passphrase)
+            if self._passphrase else serialization.NoEncryption()
+        )
+        pem = private.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8, encryption)
+        info = KeyInfo(kid=kid, alg=alg, state=state, created_at=now,
+                       public_jwk=dict(sorted(public_jwk.items())),
+                       activated_at=now if state == "active" else None)
+        with self.transaction() as keys:
+            atomic_write(self.directory / f"{kid}.pem", pem, mode=0o600)
+            keys.append(info)
+        return info
+
+    def update(self, kid: str, **changes: Any) -> KeyInfo:
+        """Change one key's state or timestamps (the caller records the audit event)."""
+        with self.transaction() as keys:
+            for i, key in enumerate(keys):
+                if key.kid == kid:
+                    keys[i] = replace(key, **changes)
+                    return keys[i]
+        raise NotFound(f"no key with kid {kid!r} in {self.directory}")
+
+    def replace_all(self, changed: list[KeyInfo]) -> None:
+        """Write several keys' new states at once (a rotation is one atomic change)."""
+        by_kid = {k.kid: k for k in changed}
+        with self.transaction() as keys:
+            keys[:] = [by_kid.get(k.kid, k) for k in keys]
+
+    def signer(self, kid: str | None = None) -> Signer:
+        """A signer for ``kid`` (default: the active key), loading its file once."""
+        info = self.active() if kid is None else self.get(kid)
+        path = self.directory / f"{info.kid}.pem"
+        st = self._safe_stat(path)
+        cached = self._signers.get(info.kid)
+        if cached and cached[0] == (st.st_mtime_ns, st.st_ino) and cached[1].alg == info.alg:
+            return cached[1]
+        private = self._load_private(path, info)
+        signer = Signer(info.kid, info.alg, _jose_key(private))
+        self._signers[info.kid] = ((st.st_mtime_ns, st.st_ino), signer)
+        return signer
+
+    def _safe_stat(self, path: Path) -> os.stat_result:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise KeystoreError(f"key file {path} is missing") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeystoreError(f"key file {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise KeystoreError(
+                f"refusing key file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets group or "
+                f"others read it; run chmod 600 {path}")
+        if st.st_uid != os.getuid():
+            raise KeystoreError(f"refusing key file {path}: owned by another user")
+        return st
+
+    def _load_private(self, path: Path, info: KeyInfo) -> PrivateKey:
+        data = path.read_bytes()
+        try:
+            private = serialization.load_pem_private_key(data, password=self._passphrase)
+        except TypeError:
+            if self._passphrase is None:
+                raise KeystoreError(f"key file {path} is encrypted; set {PASSPHRASE_ENV}") from None
+            raise KeystoreError(f"key file {path} is not encrypted but {PASSPHRASE_ENV} is "
+                                "set; unset it or re-encrypt the key") from None
+        except ValueError:
+            raise KeystoreError(f"cannot load key file {path}: wrong {PASSPHRASE_ENV} or a "
+                                "damaged file") from None
+        if not isinstance(private, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
+                                    ed25519.Ed25519PrivateKey)):
+            raise KeystoreError(f"key file {path} holds an unsupported key type")
+        # A swapped file must not sign under another key's kid.
+        if jwk_thumbprint(_jose_key(private).as_dict(private=False)) != info.kid:
+            raise KeystoreError(f"key file {path} does not hold the key {info.kid}")
+        if not _alg_fits_key(info.alg, private):
+            raise KeystoreError(f"key {info.kid} can't sign {info.alg}")
+        return private

@@ -1,0 +1,239 @@
+"""Verifying software statements the way an authorization server must (RFC 7591 section 3.1.1).
+
+:func:`verify` raises :class:`~issuer.errors.InvalidSoftwareStatement` (or
+:class:`~issuer.errors.UnapprovedSoftwareStatement` for an issuer that is not the expected one)
+with a one-line reason; it never returns a failure value. It checks, in order:
+
+1. the compact JWS shape and size;
+2. the header: ``alg`` on a fixed allow-list (never ``none``, never HMAC: RFC 8725 section
+   3.1), no key carried in the token (``jwk``, ``jku``, ``x5u``, ``x5c``: keys come only from
+   the issuer's JWKS), no unknown ``crit``;
+3. the signature, with the key of the header's ``kid`` from the issuer's JWKS, whose type and
+   ``alg`` must fit the header's ``alg``;
+4. ``iss`` equal to the expected issuer, ``exp`` and ``iat`` present, ``exp``, ``iat`` and
+   ``nbf`` against the clock with a small leeway (RFC 7519 section 4.1);
+5. the payload's client metadata against the RFC 7591 rules of :mod:`issuer.metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from . import metadata
+from .clock import Clock, SystemClock
+from .encoding import b64url_decode, statement_digest
+from .errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
+
+#: Algorithms a statement may be signed with. ``EdDSA`` (RFC 8037) is the deprecated
+#: polymorphic name of ``Ed25519`` (RFC 9864 section 2.2), still emitted by older signers.
+DEFAULT_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256", "Ed25519", "EdDSA")
+MAX_TOKEN_BYTES = 64 * 1024
+DEFAULT_LEEWAY = 60
+#: Header members that would let a token name its own verification key (RFC 8725 s3.10).
+KEY_CARRYING_HEADERS = ("jwk", "jku", "x5u", "x5c")
+#: Key type (and curve) each algorithm needs (RFC 7518 section 3, RFC 8037 section 3.1).
+_KEY_FOR_ALG = {
+    "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "RS256": ("RSA", None),
+    "PS256": ("RSA", None), "Ed25519": ("OKP", "Ed25519"), "EdDSA": ("OKP", "Ed25519"),
+}
+_SAME_ALG = {"EdDSA": "Ed25519"}
+
+
+@dataclass(frozen=True)
+class VerifiedStatement:
+    """A statement whose signature, issuer, times and metadata all checked out."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    kid: str | None
+    alg: str
+    digest: str
+
+    @property
+    def issuer(self) -> str:
+        return str(self.claims["iss"])
+
+
+def invalid(reason: str) -> InvalidSoftwareStatement:
+    return InvalidSoftwareStatement(f"software statement rejected: {reason}")
+
+
+def _segments(token: object) -> tuple[str, str, str]:
+    if not isinstance(token, str):
+        raise invalid("not a string")
+    token = token.strip()
+    if len(token) > MAX_TOKEN_BYTES:
+        raise invalid(f"longer than {MAX_TOKEN_BYTES} bytes")
+    if not token.isascii():
+        raise invalid("not a compact JWS (non-ASCII characters)")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        raise invalid("not a compact JWS (header.payload.signature)")
+    return parts[0], parts[1], parts[2]
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b64url_decode(segment))
+    except (ValueError, UnicodeDecodeError):
+        raise invalid(f"{what} is not base64url-encoded JSON") from None
+    if not isinstance(value, dict):
+        raise invalid(f"{what} is not a JSON object")
+    return value
+
+
+def read_header(token: object) -> dict[str, Any]:
+    """The unverified JOSE header, for routing (which issuer, which key). Trust nothing in it."""
+    return _json_object(_segments(token)[0], "header")
+
+
+def _check_header(header: Mapping[str, Any], algorithms: Collection[str]) -> str:
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        allowed = ", ".join(algorithms)
+        raise invalid(f"alg {alg!r} is not allowed (allowed: {allowed})")
+    for name in KEY_CARRYING_HEADERS:
+        if name in header:
+            raise invalid(f"header carries '{name}'; keys are taken only from the issuer's JWKS")
+    if "crit" in header:
+        raise invalid("header has critical extensions this verifier does not understand "
+                      "(RFC 7515 section 4.1.11)")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise invalid("kid is not a string")
+    return alg
+
+
+def _fits(jwk: Mapping[str, Any], alg: str) -> bool:
+    kty, crv = _KEY_FOR_ALG[alg]
+    if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
+        return False
+    if jwk.get("use") not in (None, "sig"):
+        return False
+    declared = jwk.get("alg")
+    return declared is None or _SAME_ALG.get(declared, declared) == _SAME_ALG.get(alg, alg)
+
+
+def select_keys(jwks: Mapping[str, Any], kid: str | None, alg: str) -> list[dict[str, Any]]:
+    """Candidate JWKs: the one with ``kid``, or every key that fits ``alg`` when there is none."""
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
+    if not isinstance(keys, list):
+        raise invalid("the issuer's JWKS has no 'keys' array")
+    keys = [k for k in keys if isinstance(k, dict)]
+    if kid is not None:
+        matching = [k for k in keys if k.get("kid") == kid]
+        if not matching:
+            raise invalid(f"unknown key: kid {kid!r} is not in the issuer's JWKS")
+        usable = [k for k in matching if _fits(k, alg)]
+        if not usable:
+            raise invalid(f"key {kid!r} can't verify alg {alg}")
+        return usable
+    usable = [k for k in keys if _fits(k, alg)]
+    if not usable:
+        raise invalid(f"no key in the issuer's JWKS fits alg {alg}")
+    return usable
+
+
+def _import_public(jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
+    # Private members are dropped (a verifier never needs them); so is "alg", which _fits has
+    # already matched, so that the EdDSA alias verifies an "alg": "Ed25519" key.
+    public = {k: v for k, v in jwk.items()
+              if k not in ("d", "p", "q", "dp", "dq", "qi", "oth", "alg")}
+    try:
+        if public["kty"] == "EC":
+            return ECKey.import_key(public)
+        if public["kty"] == "RSA":
+            key = RSAKey.import_key(public)
+            if key.raw_value.key_size < 2048:  # RFC 7518 section 3.3
+                raise invalid(f"RSA key {jwk.get('kid')!r} is shorter than 2048 bits")
+            return key
+        return OKPKey.import_key(public)
+    except (JoseError, ValueError, KeyError, TypeError):
+        raise invalid(f"key {jwk.get('kid')!r} in the issuer's JWKS is not a valid JWK") from None
+
+
+def _verify_signature(token: str, jwks: Mapping[str, Any], kid: str | None, alg: str) -> bytes:
+    for jwk in select_keys(jwks, kid, alg):
+        key = _import_public(jwk)
+        try:
+            with warnings.catch_warnings():
+                # joserfc warns that EdDSA is deprecated (RFC 9864); accepting it is our choice.
+                warnings.simplefilter("ignore", SecurityWarning)
+                return jws.deserialize_compact(token, key, algorithms=[alg]).payload
+        except JoseError:
+            continue
+    raise invalid("signature does not verify" + (f" with key {kid!r}" if kid else ""))
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(f"claim '{name}' is not a NumericDate (RFC 7519 section 2)")
+    return float(value)
+
+
+def check_times(claims: Mapping[str, Any], now: float, leeway: int) -> None:
+    """``exp`` and ``iat`` required; ``exp``, ``iat``, ``nbf`` against the clock."""
+    for name in ("exp", "iat"):
+        if name not in claims:
+            raise invalid(f"claim '{name}' is missing")
+    if now >= _number(claims, "exp") + leeway:
+        raise invalid(f"expired at {int(_number(claims, 'exp'))} (now {int(now)})")
+    if _number(claims, "iat") > now + leeway:
+        raise invalid(f"issued in the future (iat {int(_number(claims, 'iat'))}, now {int(now)})")
+    if "nbf" in claims and _number(claims, "nbf") > now + leeway:
+        raise invalid(f"not valid before {int(_number(claims, 'nbf'))} (now {int(now)})")
+
+
+def check_metadata(claims: Mapping[str, Any]) -> None:
+    """The payload's client metadata must follow RFC 7591 section 2 like a template's."""
+    found = metadata.errors(metadata.check_claims(claims, statement=True))
+    if found:
+        first = found[0]
+        raise invalid(f"claim '{first.claim}': {first.message} ({first.rule})")
+
+
+def verify(
+    token: str,
+    *,
+    jwks: Mapping[str, Any],
+    issuer: str,
+    algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+    clock: Clock | None = None,
+    leeway: int = DEFAULT_LEEWAY,
+) -> VerifiedStatement:
+    """Verify ``token`` as a statement of ``issuer`` signed by a key of ``jwks``.
+
+    Raises InvalidSoftwareStatement, or UnapprovedSoftwareStatement when it was issued by
+    someone other than ``issuer``.
+    """
+    algorithms = [a for a in algorithms if a in _KEY_FOR_ALG]  # never none, never HMAC
+    header_segment, _, _ = _segments(token)
+    token = token.strip()
+    header = _json_object(header_segment, "header")
+    alg = _check_header(header, algorithms)
+    kid = header.get("kid")
+    payload = _verify_signature(token, jwks, kid, alg)
+    try:
+        claims = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise invalid("payload is not a JSON object")
+    if claims.get("iss") != issuer:
+        raise UnapprovedSoftwareStatement(
+            f"software statement rejected: iss {claims.get('iss')!r} is not the expected "
+            f"issuer {issuer!r}")
+    now = (clock or SystemClock()).now()
+    check_times(claims, now, leeway)
+    check_metadata(claims)
+    return VerifiedStatement(header=header, claims=claims, kid=kid, alg=alg,
+                             digest=statement_digest(token))

@@ -1,0 +1,99 @@
+"""Shared fixtures: a fresh issuer home in tmp_path, a fixed clock, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from issuer.authority import Authority, init_issuer
+from issuer.clock import FixedClock
+
+#: Published test vectors (sources in fixtures/vectors/README.md), copied unchanged.
+VECTORS = Path(__file__).resolve().parent / "fixtures" / "vectors"
+START = 1_790_000_000  # 2026-09-21T14:13:20Z
+
+
+def vector(name: str) -> Any:
+    return json.loads((VECTORS / name).read_text())
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's ISSUER_* environment."""
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("ISSUER_"):
+            monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An initialised issuer home (ES256, the shipped templates)."""
+    directory = tmp_path / "issuer"
+    init_issuer(directory, issuer="https://issuer.example.com", alg="ES256",
+                actor="tester", env={}).close()
+    return directory
+
+
+@pytest.fixture
+def auth(home: Path, clock: FixedClock) -> Iterator[Authority]:
+    authority = Authority.from_config(home / "issuer.toml", env={}, clock=clock)
+    yield authority
+    authority.close()
+
+
+def write_template(home: Path, name: str, body: str) -> Path:
+    path = home / "templates" / f"{name}.toml"
+    path.write_text(body)
+    return path
+
+
+@dataclass
+class Cli:
+    """Runs `issuer` in-process against one home."""
+
+    home: Path
+    runner: CliRunner
+
+    def __call__(self, *args: str, input: str | None = None, config: bool = True,
+                 env: dict[str, str] | None = None) -> Result:
+        from issuer.cli import cli
+
+        argv = [*args, "--config", str(self.home / "issuer.toml")] if config else list(args)
+        return self.runner.invoke(cli, argv, input=input, env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(home: Path) -> Cli:
+    return Cli(home, CliRunner())
+
+
+def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
+    """SPEC "CLI": one line on stderr, the right exit code, no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("issuer: error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def installed_issuer() -> str:
+    """The console script installed in this environment."""
+    candidate = Path(sys.executable).parent / "issuer"
+    return str(candidate) if candidate.exists() else (shutil.which("issuer") or "issuer")

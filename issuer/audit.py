@@ -78,6 +78,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX template_versions_name ON template_versions (name, log_index);
     """,
+    # 2: API tokens of the HTTP service; only a hash of each secret is kept.
+    """
+    CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        templates TEXT NOT NULL,
+        rate_limit TEXT,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at INTEGER
+    );
+    """,
 )
 
 _JSON_COLUMNS = ("claims", "mint_values")
@@ -260,14 +274,14 @@ class AuditStore:
 
     # --- reading ---------------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.db.query(sql, params))
 
     def statement(self, ref: str) -> StatementRecord:
         """Look a statement up by ``jti`` or by its lowercase hex ``digest``."""
         column = "digest" if _looks_like_digest(ref) else "jti"
-        rows = self._rows(f"SELECT * FROM statements WHERE {column} = ?", (ref.lower()
+        rows = self.query(f"SELECT * FROM statements WHERE {column} = ?", (ref.lower()
                           if column == "digest" else ref,))
         if not rows:
             raise NotFound(f"no statement with {column} {ref!r} in the audit records")
@@ -297,11 +311,11 @@ class AuditStore:
         sql += " ORDER BY log_index"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_record(row) for row in self._rows(sql, params)]
+        return [_record(row) for row in self.query(sql, params)]
 
     def statement_counts_by_kid(self) -> dict[str, int]:
         """How many statements each key signed."""
-        rows = self._rows("SELECT kid, COUNT(*) AS n FROM statements GROUP BY kid")
+        rows = self.query("SELECT kid, COUNT(*) AS n FROM statements GROUP BY kid")
         return {row["kid"]: row["n"] for row in rows}
 
     def count_statements(self) -> int:
@@ -323,7 +337,7 @@ class AuditStore:
             where.append("subject = ?")
             params.append(subject)
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
-        return [_event(row) for row in self._rows(sql, params)]
+        return [_event(row) for row in self.query(sql, params)]
 
     def template_history(self, name: str) -> list[Event]:
         """The recorded versions of a template, oldest first."""

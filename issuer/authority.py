@@ -30,6 +30,7 @@ from .statements import (
     resolve_claims,
 )
 from .templates import Template, TemplateStore
+from .tokens import TokenStore
 from .verify import VerifiedStatement, verify
 
 Progress = Callable[[int], None]
@@ -75,6 +76,11 @@ class Authority:
         if self._audit is None:
             self._audit = AuditStore.open(self.config.database)
         return self._audit
+
+    @property
+    def tokens(self) -> TokenStore:
+        """API tokens of the HTTP service, kept in the audit database."""
+        return TokenStore(self.audit)
 
     def close(self) -> None:
         if self._audit is not None:

@@ -122,6 +122,10 @@ class InvalidToken(IssuerError):
     status = 401
 
 
+class MissingToken(InvalidToken):
+    """No credentials at all: RFC 6750 section 3.1 says to send no error code in the challenge."""
+
+
 class InsufficientScope(IssuerError):
     """The API token's role or templates do not allow this (RFC 6750 section 3.1)."""
 

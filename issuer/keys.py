@@ -139,6 +139,7 @@ class Keystore:
         self.directory = directory
         self._passphrase = passphrase.encode("utf-8") if passphrase else None
         self._signers: dict[str, tuple[tuple[int, int], Signer]] = {}
+        self._keys_cache: tuple[tuple[int, int, int], list[KeyInfo]] | None = None
 
     # --- keyring ---------------------------------------------------------------------
 
@@ -147,26 +148,34 @@ class Keystore:
         return self.directory / KEYRING
 
     def keys(self) -> list[KeyInfo]:
-        """Every key the keyring knows, in creation order."""
+        """Every key the keyring knows, in creation order (re-read when the file changes)."""
         try:
-            raw = self._keyring.read_bytes()
+            st = os.stat(self._keyring)
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise KeystoreError(f"cannot read {self._keyring}: {exc.strerror}") from None
+        stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+        cached = self._keys_cache
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
         try:
-            data = json.loads(raw)
-            return [KeyInfo(**entry) for entry in data["keys"]]
+            data = json.loads(self._keyring.read_bytes())
+            keys = [KeyInfo(**entry) for entry in data["keys"]]
+        except FileNotFoundError:
+            return []
         except (ValueError, KeyError, TypeError):
             raise KeystoreError(f"{self._keyring} is damaged (not a keyring)") from None
+        self._keys_cache = (stamp, keys)
+        return list(keys)
 
-    def stamp(self) -> tuple[int, int]:
+    def stamp(self) -> tuple[int, int, int]:
         """Changes whenever the keyring does: lets readers cache what they derive from it."""
         try:
             st = os.stat(self._keyring)
         except FileNotFoundError:
-            return (0, 0)
-        return (st.st_mtime_ns, st.st_ino)
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_ino, st.st_size)
 
     def get(self, kid: str) -> KeyInfo:
         for key in self.keys():
@@ -195,7 +204,8 @@ class Keystore:
     def transaction(self) -> Iterator[list[KeyInfo]]:
         """Lock the keyring, hand out its keys for editing, then write it back atomically."""
         self._ensure_directory()
-        with open(self.directory / ".lock", "a") as lock:
+        fd = os.open(self.directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 keys = self.keys()

@@ -1,0 +1,391 @@
+"""The HTTP service (SPEC "HTTP service"): a thin FastAPI front over the Authority.
+
+Public: the JWKS, the issuer metadata document, health. Bearer-authenticated: the mint API
+(minter, admin), the audit API (auditor, admin), the templates a caller may mint.
+
+Every error is the JSON object ``{"error", "error_description"}`` with its status; a request
+body over 64 KiB is refused before it is parsed; no value of a request can reach ``iss``,
+``jti``, ``iat``, ``exp``, ``alg`` or ``kid``: the core sets them from configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .authority import Authority
+from .clock import format_duration, parse_time
+from .errors import InvalidRequest, IssuerError, MissingToken, NotFound, RequestTooLarge
+from .ratelimit import RateLimiter
+from .statements import parse_mint_request
+from .tokens import ApiToken, require_audit, require_mint
+
+log = logging.getLogger("issuer.service")
+
+MAX_BODY = 64 * 1024
+JWK_SET_TYPE = "application/jwk-set+json"
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# --- models: they document the API in /openapi.json ------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """The error object of every failure."""
+
+    error: str = Field(examples=["invalid_client_metadata"])
+    error_description: str
+
+
+class MintBody(BaseModel):
+    """What a release pipeline asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+    template: str = Field(examples=["mcp-connector"])
+    claims: dict[str, Any] = Field(default_factory=dict,
+                                   examples=[{"software_version": "1.4.2"}])
+
+
+class MintResponse(BaseModel):
+    """The same object as ``issuer mint --json``."""
+
+    software_statement: str
+    jti: str
+    digest: str
+    kid: str
+    iat: int
+    exp: int
+    template: str
+    log_index: int
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    text = {400: "Malformed request or client metadata", 401: "Missing or invalid bearer token",
+            403: "The token's role or templates do not allow this", 404: "Not found",
+            409: "The issuer's template is broken, or a conflict", 413: "Body over 64 KiB",
+            429: "Rate limit exceeded (see Retry-After)", 503: "Audit store or keystore unusable"}
+    return {s: {"model": ErrorBody, "description": text[s]} for s in statuses}
+
+
+# --- request body limit -------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """Refuse a body over ``limit`` bytes before any of it is parsed (413).
+
+    The declared Content-Length is checked first; a body without one (chunked) is read up to
+    ``limit`` + 1 bytes and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send, declared.isdigit())
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await self._refuse(send, True)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send, too_large: bool) -> None:
+        error = RequestTooLarge(f"request body over {self.limit} bytes") if too_large else \
+            InvalidRequest("Content-Length is not a number")
+        payload = json.dumps(error.as_json()).encode()
+        await send({"type": "http.response.start", "status": error.status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def error_response(error: IssuerError) -> JSONResponse:
+    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    if isinstance(error, MissingToken):  # RFC 6750 section 3.1: no error code without credentials
+        headers["WWW-Authenticate"] = 'Bearer realm="issuer"'
+    elif error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="issuer", error="invalid_token"'
+    elif error.status == 403:
+        headers["WWW-Authenticate"] = 'Bearer realm="issuer", error="insufficient_scope"'
+    retry = getattr(error, "retry_after", None)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'invalid request')}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def issuer_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IssuerError)
+        return error_response(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(InvalidRequest(_validation_message(exc)))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+        body = {"error": code, "error_description": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, RecursionError):  # JSON nested past Python's limit: bad input
+            return error_response(InvalidRequest("request body nests too deeply"))
+        log.exception("internal error")  # the traceback stays in the server log
+        return JSONResponse({"error": "server_error", "error_description": "internal error"},
+                            status_code=500)
+
+    app.add_exception_handler(IssuerError, issuer_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+class JwksCache:
+    """The JWKS bytes and their strong ETag, rebuilt whenever the keyring file changes."""
+
+    def __init__(self, authority: Authority) -> None:
+        self.authority = authority
+        self._stamp: tuple[int, int, int] | None = None
+        self.body = b""
+        self.etag = ""
+
+    def current(self) -> tuple[bytes, str]:
+        stamp = self.authority.keystore.stamp()
+        if stamp != self._stamp:
+            body = json.dumps(self.authority.jwks(), separators=(",", ":")).encode()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
+            self.body, self.etag, self._stamp = body, f'"{digest}"', stamp
+        return self.body, self.etag
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match (RFC 9110 section 13.1.2): ``*`` or a list of entity tags."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def create_app(authority: Authority) -> FastAPI:
+    """The FastAPI application serving ``authority``."""
+    config = authority.config
+    limiter = RateLimiter(authority.clock)
+    jwks_cache = JwksCache(authority)
+    bearer_scheme = HTTPBearer(auto_error=False, description="API token: ssi_<id>.<secret>")
+
+    app = FastAPI(
+        title="Software statement issuer",
+        version=__version__,
+        description="Mint, publish and audit OAuth software statements (RFC 7591 section 2.3). "
+                    "Errors are {error, error_description} objects.",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    app.state.authority = authority
+
+    def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
+               ) -> ApiToken:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise MissingToken("missing bearer token (Authorization: Bearer ssi_...)")
+        token = authority.tokens.authenticate(credentials.credentials)
+        limiter.check(token.name, token.limit(config.service.rate_limit))
+        return token
+
+    def auditor(token: ApiToken = Depends(caller)) -> ApiToken:
+        require_audit(token)
+        return token
+
+    # --- public ---------------------------------------------------------------------------
+
+    @app.get("/.well-known/jwks.json", tags=["public"],
+             summary="The issuer's public JWK Set (RFC 7517 section 5)",
+             responses={200: {"content": {JWK_SET_TYPE: {}}}, 304: {"description": "Not modified"}})
+    async def jwks(request: Request) -> Response:
+        body, etag = jwks_cache.current()
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={config.service.jwks_max_age}"}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=JWK_SET_TYPE, headers=headers)
+
+    @app.get("/.well-known/software-statement-issuer", tags=["public"],
+             summary="Issuer metadata: where verifiers find keys and endpoints")
+    def issuer_metadata() -> dict[str, Any]:
+        published = authority.keystore.published()
+        return {
+            "issuer": config.issuer,
+            "jwks_uri": f"{config.issuer}/.well-known/jwks.json",
+            "statement_signing_alg_values_supported": sorted({k.alg for k in published}),
+            "statements_endpoint": f"{config.issuer}/v1/statements",
+            "templates_endpoint": f"{config.issuer}/v1/templates",
+        }
+
+    @app.get("/healthz", tags=["public"], summary="Liveness and readiness",
+             responses=errors(503))
+    def healthz() -> Response:
+        try:
+            authority.audit.query("SELECT 1")
+            key = authority.keystore.active()
+        except IssuerError as exc:
+            return JSONResponse({"status": "unavailable", "error": exc.error,
+                                 "error_description": exc.description}, status_code=503)
+        return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid})
+
+    # --- minting ----------------------------------------------------------------------------
+
+    @app.post("/v1/statements", tags=["statements"], status_code=201,
+              summary="Mint a software statement (minter with that template, or admin)",
+              responses={201: {"model": MintResponse}, **errors(400, 401, 403, 404, 409, 413,
+                                                                   429, 503)})
+    def mint(body: MintBody, token: ApiToken = Depends(caller)) -> Response:
+        request = parse_mint_request(body.model_dump())
+        require_mint(token, request.template)
+        result = authority.mint(request, principal=token.name, channel="http")
+        return JSONResponse(result.as_json(), status_code=201,
+                            headers={"Location": f"/v1/statements/{result.jti}",
+                                     "Cache-Control": "no-store"})
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    @app.get("/v1/statements", tags=["audit"],
+             summary="Audit records, oldest first, paginated (auditor, admin)",
+             responses=errors(400, 401, 403, 429))
+    def list_statements(
+        template: str | None = None,
+        software_id: str | None = None,
+        kid: str | None = None,
+        since: str | None = Query(None, description="RFC 3339 date/time, or a duration ago: 7d"),
+        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+        limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX),
+        _: ApiToken = Depends(auditor),
+    ) -> dict[str, Any]:
+        try:
+            since_t = parse_time(since, authority.now()) if since else None
+        except ValueError as exc:
+            raise InvalidRequest(f"since: {exc}") from None
+        after = decode_cursor(cursor) if cursor else None
+        page = authority.audit.statements(template=template, software_id=software_id, kid=kid,
+                                          since=since_t, after_index=after, limit=limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        return {"statements": [asdict(r) for r in page],
+                "next_cursor": encode_cursor(page[-1].log_index) if more else None}
+
+    @app.get("/v1/statements/{jti}", tags=["audit"],
+             summary="One audit record by jti or digest (auditor, admin)",
+             responses=errors(401, 403, 404, 429))
+    def get_statement(jti: str, _: ApiToken = Depends(auditor)) -> dict[str, Any]:
+        return asdict(authority.audit.statement(jti))
+
+    # --- templates ------------------------------------------------------------------------------
+
+    def mintable(token: ApiToken) -> list[str]:
+        names = authority.templates.names()
+        return [n for n in names if token.may_mint(n)]
+
+    @app.get("/v1/templates", tags=["templates"],
+             summary="The templates the caller may mint", responses=errors(401, 429))
+    def list_templates(token: ApiToken = Depends(caller)) -> dict[str, Any]:
+        listed = []
+        for name in mintable(token):
+            try:
+                t = authority.templates.load(name)
+            except IssuerError:
+                continue  # a broken template is not offered; minting it says why (409)
+            listed.append({"name": t.name, "description": t.description,
+                           "lifetime": format_duration(t.lifetime),
+                           "overridable": sorted(t.overridable), "required": sorted(t.required)})
+        return {"templates": listed}
+
+    @app.get("/v1/templates/{name}", tags=["templates"],
+             summary="One template the caller may mint, resolved",
+             responses=errors(401, 404, 409, 429))
+    def get_template(name: str, token: ApiToken = Depends(caller)) -> dict[str, Any]:
+        if not token.may_mint(name):  # don't tell a minter which other templates exist
+            raise NotFound(f"no template named {name!r} that this token may mint")
+        t = authority.templates.load(name)
+        return {"name": t.name, "extends": list(t.chain[1:]), "digest": t.digest, **t.content()}
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    return app
+
+
+def encode_cursor(log_index: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{log_index}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "after" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except ValueError:
+        raise InvalidRequest("cursor: not a cursor this service returned") from None
+
+
+def serve(authority: Authority, host: str, port: int,
+          log_level: Literal["info", "warning"] = "info") -> None:
+    """Run the service under uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(authority), host=host, port=port, log_level=log_level,
+                server_header=False, proxy_headers=False)

@@ -9,18 +9,19 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .audit import AuditStore, StatementRecord
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, rfc3339
 from .config import CONFIG_FILE, Config, load_config, normalize_alg, render_config, validate_issuer_url
 from .encoding import statement_digest
-from .errors import ConfigError, Conflict, IssuerError
+from .errors import ConfigError, Conflict, InvalidSoftwareStatement, IssuerError
 from .files import atomic_write
-from .keys import PASSPHRASE_ENV, KeyInfo, Keystore
+from .keys import PASSPHRASE_ENV, Keystore
+from .lifecycle import KeyLifecycle
 from .statements import (
     MintRequest,
     MintResult,
@@ -31,7 +32,7 @@ from .statements import (
 )
 from .templates import Template, TemplateStore
 from .tokens import TokenStore
-from .verify import VerifiedStatement, verify
+from .verify import VerifiedStatement, read_header, verify
 
 Progress = Callable[[int], None]
 
@@ -62,6 +63,7 @@ class Authority:
         self.keystore = Keystore(config.keys_dir, passphrase=env.get(PASSPHRASE_ENV))
         self.templates = TemplateStore(config.templates_dir, config.max_lifetime)
         self._audit: AuditStore | None = None
+        self.keys = KeyLifecycle(self.keystore, lambda: self.audit, config, self.clock)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, *,
@@ -161,50 +163,34 @@ class Authority:
 
     # --- keys ------------------------------------------------------------------------
 
-    def generate_key(self, alg: str | None = None, *, activate: bool = False, actor: str,
-                     channel: str, rsa_bits: int | None = None) -> KeyInfo:
-        """A new key: active if there is none, otherwise ``next`` (published, not signing)
-        unless ``activate`` makes it sign at once and retires the current one."""
-        alg = normalize_alg(alg or self.config.default_alg)
-        now = self.now()
-        current = next((k for k in self.keystore.keys() if k.state == "active"), None)
-        options = {"rsa_bits": rsa_bits} if rsa_bits else {}
-        with self.audit.transaction():
-            key = self.keystore.generate(alg, state="next" if current else "active", now=now,
-                                         **options)
-            self.audit.append_event(time=now, type="key.generated", actor=actor,
-                                    channel=channel, subject=key.kid,
-                                    data={"kid": key.kid, "alg": key.alg, "state": key.state,
-                                          "jwk": key.jwk()})
-            if current is not None and activate:
-                key = self._activate(key, current, now, actor, channel)
-        return key
-
-    def _activate(self, new: KeyInfo, old: KeyInfo, now: int, actor: str,
-                  channel: str) -> KeyInfo:
-        retired = replace(old, state="retired", retired_at=now)
-        active = replace(new, state="active", activated_at=now)
-        self.keystore.replace_all([retired, active])
-        for key, event in ((retired, "key.retired"), (active, "key.activated")):
-            self.audit.append_event(time=now, type=event, actor=actor, channel=channel,
-                                    subject=key.kid, data={"kid": key.kid, "state": key.state})
-        return active
-
     def key_usage(self) -> dict[str, int]:
         """How many statements each key signed, from the audit records."""
         return self.audit.statement_counts_by_kid()
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWK Set a verifier needs."""
-        return self.keystore.jwks()
+        """The public JWK Set a verifier needs now."""
+        return self.keys.jwks()
 
     # --- verifying -------------------------------------------------------------------
 
     def verify(self, token: str, *, jwks: Mapping[str, Any] | None = None,
                issuer: str | None = None) -> VerifiedStatement:
-        """Verify like an authorization server would, by default against this issuer."""
-        return verify(token, jwks=self.jwks() if jwks is None else jwks,
-                      issuer=issuer or self.config.issuer, clock=self.clock)
+        """Verify like an authorization server would, by default against this issuer's
+        published keys; a statement of a revoked key says so."""
+        try:
+            return verify(token, jwks=self.jwks() if jwks is None else jwks,
+                          issuer=issuer or self.config.issuer, clock=self.clock)
+        except InvalidSoftwareStatement as exc:
+            if jwks is None and "unknown key" in exc.description:
+                kid = read_header(token).get("kid")
+                known = {k.kid: k for k in self.keystore.keys()}
+                if isinstance(kid, str) and kid in known and known[kid].state in ("revoked", "expired"):
+                    key = known[kid]
+                    why = (f"revoked ({key.revocation_reason}) at {rfc3339(key.revoked_at or 0)}"
+                           if key.state == "revoked" else f"expired at {rfc3339(key.expired_at or 0)}")
+                    raise InvalidSoftwareStatement(
+                        f"software statement rejected: its key {kid} was {why}") from None
+            raise
 
 
 def diff_templates(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -268,7 +254,8 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
     atomic_write(directory / CONFIG_FILE, render_config(issuer, alg).encode("utf-8"))
     authority = Authority(load_config(directory / CONFIG_FILE, env={}), clock=clock, env=env)
     try:
-        authority.generate_key(alg, actor=actor, channel="cli")
+        authority.keys.generate(alg, actor=actor, channel="cli")
+        authority.keys.ensure_next(actor=actor, channel="cli")
     except BaseException:
         # Leave nothing half-made: a later `issuer init` must not find a broken issuer.
         authority.close()

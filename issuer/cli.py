@@ -151,7 +151,7 @@ def init(issuer_url: str, alg: str, directory: Path) -> None:
 
 @cli.group()
 def keys() -> None:
-    """Signing keys: generate and list (see docs/keys.md)."""
+    """Signing keys: generate, list, rotate, revoke, history (see docs/keys.md)."""
 
 
 @keys.command("generate")
@@ -159,14 +159,15 @@ def keys() -> None:
 @click.option("--alg", type=click.Choice(ALG_CHOICES), default=None,
               help="Algorithm (default: default_alg of issuer.toml).")
 @click.option("--activate", is_flag=True,
-              help="Sign with the new key at once and retire the current one.")
+              help="Sign with the new key at once and retire the current one (an emergency: "
+                   "verifiers may not have it yet).")
 @click.option("--rsa-bits", type=click.IntRange(min=2048), default=None,
               help="RSA modulus size for RS256/PS256 (default 3072, at least 2048).")
 @json_option
 def keys_generate(alg: str | None, activate: bool, rsa_bits: int | None, as_json: bool) -> None:
     """Generate a key pair: active if there is none, otherwise `next` (published, not signing)."""
-    key = authority().generate_key(alg, activate=activate, actor=local_principal(),
-                                   channel="cli", rsa_bits=rsa_bits)
+    key = authority().keys.generate(alg, activate=activate, actor=local_principal(),
+                                    channel="cli", rsa_bits=rsa_bits)
     if as_json:
         echo_json({"kid": key.kid, "alg": key.alg, "state": key.state})
     else:
@@ -178,18 +179,92 @@ def keys_generate(alg: str | None, activate: bool, rsa_bits: int | None, as_json
 @json_option
 def keys_list(as_json: bool) -> None:
     """List keys with state, algorithm, times and how many statements each signed."""
-    auth = authority()
-    usage = auth.key_usage()
-    entries = auth.keystore.keys()
+    rows = authority().keys.history()
     if as_json:
-        echo_json([{"kid": k.kid, "alg": k.alg, "state": k.state, "created_at": k.created_at,
-                    "activated_at": k.activated_at, "retired_at": k.retired_at,
-                    "revoked_at": k.revoked_at, "revocation_reason": k.revocation_reason,
-                    "statements": usage.get(k.kid, 0)} for k in entries])
+        echo_json(rows)
         return
-    echo_table([[k.kid, k.state, k.alg, when(k.created_at), when(k.activated_at),
-                 when(k.retired_at or k.revoked_at), str(usage.get(k.kid, 0))] for k in entries],
-               ["KID", "STATE", "ALG", "CREATED", "ACTIVATED", "RETIRED/REVOKED", "STATEMENTS"])
+    echo_table([[r["kid"], r["state"], r["alg"], when(r["created_at"]), when(r["activated_at"]),
+                 when(r["retired_at"] or r["revoked_at"] or r["expired_at"]),
+                 when(r["published_until"]), str(r["statements"])] for r in rows],
+               ["KID", "STATE", "ALG", "CREATED", "ACTIVATED", "RETIRED/REVOKED/EXPIRED",
+                "PUBLISHED_UNTIL", "STATEMENTS"])
+
+
+@keys.command("rotate")
+@config_option
+@click.option("--if-due", is_flag=True,
+              help="Only when rotation_period has passed (for cron); also expires retired keys "
+                   "whose last statement has expired.")
+@click.option("--wait", is_flag=True,
+              help="Wait until the next key has been published for jwks_max_age.")
+@click.option("--force", is_flag=True,
+              help="Activate the next key even if verifiers may not have it yet (emergency).")
+@json_option
+def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
+    """Make the pre-published next key active, retire the active one, publish a new next."""
+    lifecycle = authority().keys
+    if if_due:
+        done = lifecycle.maintain(actor=local_principal(), channel="cli")
+        if as_json:
+            echo_json({"changes": done})
+        else:
+            click.echo("\n".join(done) if done else "nothing due")
+        return
+    active = lifecycle.rotate(actor=local_principal(), channel="cli", force=force, wait=wait)
+    nxt = lifecycle.by_state("next")
+    if as_json:
+        echo_json({"active": active.kid, "next": nxt[0].kid if nxt else None})
+    else:
+        click.echo(f"rotated: {active.kid} is now active; next is {nxt[0].kid if nxt else '-'}")
+
+
+@keys.command("revoke")
+@config_option
+@click.argument("kid")
+@click.option("--reason", type=click.Choice(["unspecified", "compromised", "superseded"]),
+              required=True, help="Why: shown to verifiers in the historical keys document.")
+@click.option("--force", is_flag=True, help="Allow revoking the active (signing) key.")
+@json_option
+def keys_revoke(kid: str, reason: str, force: bool, as_json: bool) -> None:
+    """Withdraw a key from the JWKS at once and list the statements it signed."""
+    auth = authority()
+    key, count = auth.keys.revoke(kid, reason, actor=local_principal(), channel="cli",
+                                  force=force)
+    live = [r for r in auth.audit.statements(kid=kid) if r.exp > auth.now()]
+    if as_json:
+        echo_json({"kid": key.kid, "state": key.state, "reason": reason, "statements": count,
+                   "unexpired": [{"jti": r.jti, "template": r.template,
+                                  "software_id": r.software_id,
+                                  "software_version": r.software_version, "exp": r.exp}
+                                 for r in live]})
+        return
+    click.echo(f"revoked key {kid} ({reason}); it signed {count} statement(s), "
+               f"{len(live)} still unexpired, which no verifier will accept now:")
+    echo_table([[r.jti, r.template, r.software_id or "-", r.software_version or "-",
+                 rfc3339(r.exp)] for r in live],
+               ["JTI", "TEMPLATE", "SOFTWARE_ID", "VERSION", "EXP"])
+    click.echo(f"re-mint them; `issuer audit list --kid {kid}` lists them again", err=True)
+
+
+@keys.command("history")
+@config_option
+@json_option
+def keys_history(as_json: bool) -> None:
+    """Every key that ever existed, with its lifecycle times (what historical-keys publishes)."""
+    rows = authority().keys.history()
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['kid']}  {r['alg']}  {r['state']}")
+        for label in ("created_at", "published_at", "activated_at", "retired_at", "expired_at",
+                      "revoked_at"):
+            if r[label] is not None:
+                click.echo(f"    {label[:-3]:10} {rfc3339(r[label])}")
+        if r["revocation_reason"]:
+            click.echo(f"    reason     {r['revocation_reason']}")
+        click.echo(f"    statements {r['statements']}; verifiers need it until "
+                   f"{rfc3339(r['verifier_exp'])}")
 
 
 @cli.command("jwks")
@@ -433,13 +508,13 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
     token = token.strip()
     if not token:
         raise UsageError("no statement given (pass TOKEN or pipe it to `issuer verify -`)")
-    if jwks_source is None or issuer_url is None:
-        config = load_config(click.get_current_context().find_root().meta.get("issuer.config"))
-        issuer_url = issuer_url or config.issuer
-        jwks = load_jwks(jwks_source) if jwks_source else authority().jwks()
+    if jwks_source is None:  # this issuer's own keys: a revoked key is named as such
+        verified = authority().verify(token, issuer=issuer_url)
     else:
-        jwks = load_jwks(jwks_source)
-    verified = verify(token, jwks=jwks, issuer=issuer_url)
+        if issuer_url is None:
+            issuer_url = load_config(click.get_current_context().find_root().meta.get(
+                "issuer.config")).issuer
+        verified = verify(token, jwks=load_jwks(jwks_source), issuer=issuer_url)
     if as_json:
         echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
                    "digest": verified.digest})

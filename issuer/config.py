@@ -120,16 +120,26 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+def _optional_duration(value: object) -> int | None:
+    """A duration, or ``"never"`` for none."""
+    return None if value in (None, "never") else _duration(value)
+
+
+_REQUIRED = object()
+
+
 _Parser = Callable[[object], Any]
 
 #: Every configuration key, its parser and default. Nested tables use "table.key".
 _SCHEMA: dict[str, tuple[_Parser, object]] = {
-    "issuer": (validate_issuer_url, None),
+    "issuer": (validate_issuer_url, _REQUIRED),
     "keys_dir": (_string, "keys"),
     "templates_dir": (_string, "templates"),
     "database": (_string, "issuer.db"),
     "default_alg": (normalize_alg, "ES256"),
     "max_lifetime": (_duration, "400d"),
+    "rotation_period": (_optional_duration, "never"),
+    "key_grace_period": (_duration, "1d"),
     "service.host": (_string, "127.0.0.1"),
     "service.port": (_port, 8000),
     "service.jwks_max_age": (_positive_int, 300),
@@ -159,6 +169,10 @@ class Config:
     database: Path
     default_alg: str
     max_lifetime: int
+    #: Seconds between scheduled key rotations; None: rotate only when told to.
+    rotation_period: int | None
+    #: How long a retired key stays published after the last statement it signed expires.
+    key_grace_period: int
     service: ServiceConfig
 
     @property
@@ -238,7 +252,7 @@ def load_config(
             raw, origin = overrides[key], f"environment {env_name(key)}"
         elif key in flat:
             raw = flat[key]
-        if raw is None:
+        if raw is _REQUIRED:
             raise ConfigError(f"{origin}: is required")
         try:
             values[key] = parse(raw)
@@ -257,6 +271,8 @@ def load_config(
         database=values["database"],
         default_alg=values["default_alg"],
         max_lifetime=values["max_lifetime"],
+        rotation_period=values["rotation_period"],
+        key_grace_period=values["key_grace_period"],
         service=ServiceConfig(
             host=values["service.host"],
             port=values["service.port"],
@@ -275,6 +291,8 @@ templates_dir = "templates"
 database = "issuer.db"
 default_alg = "{alg}"
 max_lifetime = "400d"
+rotation_period = "90d"        # scheduled key rotation ("never" to rotate only by hand)
+key_grace_period = "1d"        # a retired key stays published this long after its last statement expires
 
 [service]
 host = "127.0.0.1"

@@ -35,8 +35,6 @@ from .errors import KeystoreError, NotFound
 from .files import atomic_write
 
 KeyState = Literal["next", "active", "retired", "revoked", "expired"]
-#: States whose public key is in the JWKS: a verifier may still need it.
-PUBLISHED_STATES: tuple[KeyState, ...] = ("active", "next", "retired")
 KEYRING = "keyring.json"
 MIN_RSA_BITS = 2048
 DEFAULT_RSA_BITS = 3072
@@ -68,6 +66,7 @@ class KeyInfo:
     state: KeyState
     created_at: int
     public_jwk: dict[str, Any] = field(repr=False)
+    published_at: int | None = None  # when it entered the JWKS
     activated_at: int | None = None
     retired_at: int | None = None
     revoked_at: int | None = None
@@ -77,10 +76,6 @@ class KeyInfo:
     def jwk(self) -> dict[str, Any]:
         """The public JWK as published: key members plus ``kid``, ``alg`` and ``use``."""
         return {**self.public_jwk, "kid": self.kid, "alg": self.alg, "use": "sig"}
-
-    @property
-    def published(self) -> bool:
-        return self.state in PUBLISHED_STATES
 
 
 class Signer:
@@ -191,15 +186,6 @@ class Keystore:
                                 "`issuer keys generate`")
         return actives[0]
 
-    def published(self) -> list[KeyInfo]:
-        """Keys a verifier may need, the active one first."""
-        order = {state: i for i, state in enumerate(PUBLISHED_STATES)}
-        return sorted((k for k in self.keys() if k.published), key=lambda k: order[k.state])
-
-    def jwks(self) -> dict[str, Any]:
-        """The public JWK Set (RFC 7517 section 5): no private member, ever."""
-        return {"keys": [k.jwk() for k in self.published()]}
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[list[KeyInfo]]:
         """Lock the keyring, hand out its keys for editing, then write it back atomically."""
@@ -244,7 +230,7 @@ class Keystore:
         pem = private.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8, encryption)
         info = KeyInfo(kid=kid, alg=alg, state=state, created_at=now,
-                       public_jwk=dict(sorted(public_jwk.items())),
+                       public_jwk=dict(sorted(public_jwk.items())), published_at=now,
                        activated_at=now if state == "active" else None)
         with self.transaction() as keys:
             atomic_write(self.directory / f"{kid}.pem", pem, mode=0o600)

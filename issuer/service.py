@@ -11,10 +11,12 @@ body over 64 KiB is refused before it is parsed; no value of a request can reach
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -37,6 +39,7 @@ log = logging.getLogger("issuer.service")
 
 MAX_BODY = 64 * 1024
 JWK_SET_TYPE = "application/jwk-set+json"
+HISTORICAL_KEYS_TYPE = "application/jwk-set+jwt"
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
 Scope = MutableMapping[str, Any]
@@ -198,21 +201,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class JwksCache:
-    """The JWKS bytes and their strong ETag, rebuilt whenever the keyring file changes."""
+    """The JWKS bytes, their strong ETag and the next change the issuer knows about.
+
+    Rebuilt when the keyring file changes (a CLI rotation while the service runs) or when a
+    known change comes due (a retired key's deadline), so it is never stale and costs one
+    ``stat`` per request otherwise.
+    """
 
     def __init__(self, authority: Authority) -> None:
         self.authority = authority
         self._stamp: tuple[int, int, int] | None = None
+        self._change: int | None = None
         self.body = b""
         self.etag = ""
 
-    def current(self) -> tuple[bytes, str]:
+    def current(self) -> tuple[bytes, str, int]:
+        """Body, ETag and the max-age to send now."""
+        now = self.authority.now()
         stamp = self.authority.keystore.stamp()
-        if stamp != self._stamp:
-            body = json.dumps(self.authority.jwks(), separators=(",", ":")).encode()
+        if stamp != self._stamp or (self._change is not None and now >= self._change):
+            keys = self.authority.keys
+            body = json.dumps(keys.jwks(now), separators=(",", ":")).encode()
             digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
             self.body, self.etag, self._stamp = body, f'"{digest}"', stamp
-        return self.body, self.etag
+            self._change = keys.next_change(now)
+        limit = self.authority.config.service.jwks_max_age
+        max_age = limit if self._change is None else max(0, min(limit, self._change - now))
+        return self.body, self.etag, max_age
 
 
 def etag_matches(header: str | None, etag: str) -> bool:
@@ -224,9 +239,46 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}
 
 
-def create_app(authority: Authority) -> FastAPI:
-    """The FastAPI application serving ``authority``."""
+class Maintenance:
+    """Scheduled key work (rotation when due, expiry of retired keys) on a thread of its own:
+    at start and every ``interval`` seconds until the service stops."""
+
+    def __init__(self, authority: Authority, interval: float) -> None:
+        self.authority = authority
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="issuer-maintenance", daemon=True)
+
+    def run_once(self) -> None:
+        try:
+            for line in self.authority.keys.maintain():
+                log.warning("key maintenance: %s", line)
+        except IssuerError as exc:
+            log.error("key maintenance failed: %s", exc.description)
+
+    def run(self) -> None:
+        while True:
+            self.run_once()
+            if self.stop.wait(self.interval):
+                return
+
+
+def create_app(authority: Authority, maintenance_interval: float = 60.0) -> FastAPI:
+    """The FastAPI application serving ``authority``.
+
+    Run under a server (``issuer serve``), its lifespan rotates keys when due and expires
+    retired keys every ``maintenance_interval`` seconds.
+    """
     config = authority.config
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        maintenance = Maintenance(authority, maintenance_interval)
+        maintenance.thread.start()
+        yield
+        maintenance.stop.set()
+        maintenance.thread.join(timeout=10)
+
     limiter = RateLimiter(authority.clock)
     jwks_cache = JwksCache(authority)
     bearer_scheme = HTTPBearer(auto_error=False, description="API token: ssi_<id>.<secret>")
@@ -236,7 +288,7 @@ def create_app(authority: Authority) -> FastAPI:
         version=__version__,
         description="Mint, publish and audit OAuth software statements (RFC 7591 section 2.3). "
                     "Errors are {error, error_description} objects.",
-        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
     )
     install_error_handlers(app)
     app.state.authority = authority
@@ -259,8 +311,8 @@ def create_app(authority: Authority) -> FastAPI:
              summary="The issuer's public JWK Set (RFC 7517 section 5)",
              responses={200: {"content": {JWK_SET_TYPE: {}}}, 304: {"description": "Not modified"}})
     async def jwks(request: Request) -> Response:
-        body, etag = jwks_cache.current()
-        headers = {"ETag": etag, "Cache-Control": f"public, max-age={config.service.jwks_max_age}"}
+        body, etag, max_age = jwks_cache.current()
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type=JWK_SET_TYPE, headers=headers)
@@ -268,14 +320,23 @@ def create_app(authority: Authority) -> FastAPI:
     @app.get("/.well-known/software-statement-issuer", tags=["public"],
              summary="Issuer metadata: where verifiers find keys and endpoints")
     def issuer_metadata() -> dict[str, Any]:
-        published = authority.keystore.published()
+        published = authority.keys.published()
         return {
             "issuer": config.issuer,
             "jwks_uri": f"{config.issuer}/.well-known/jwks.json",
+            "historical_keys_uri": f"{config.issuer}/.well-known/historical-keys",
             "statement_signing_alg_values_supported": sorted({k.alg for k in published}),
             "statements_endpoint": f"{config.issuer}/v1/statements",
             "templates_endpoint": f"{config.issuer}/v1/templates",
         }
+
+    @app.get("/.well-known/historical-keys", tags=["public"],
+             summary="Every key that ever signed, signed (OpenID Federation historical keys)",
+             responses={200: {"content": {HISTORICAL_KEYS_TYPE: {}}}, **errors(503)})
+    def historical_keys() -> Response:
+        token = authority.keys.historical_keys_jwt()
+        return Response(token, media_type=HISTORICAL_KEYS_TYPE,
+                        headers={"Cache-Control": f"public, max-age={authority.keys.max_age()}"})
 
     @app.get("/healthz", tags=["public"], summary="Liveness and readiness",
              responses=errors(503))

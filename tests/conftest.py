@@ -45,7 +45,7 @@ def home(tmp_path: Path) -> Path:
     """An initialised issuer home (ES256, the shipped templates)."""
     directory = tmp_path / "issuer"
     init_issuer(directory, issuer="https://issuer.example.com", alg="ES256",
-                actor="tester", env={}).close()
+                actor="tester", env={}, clock=FixedClock(START)).close()
     return directory
 
 

@@ -47,7 +47,8 @@ def test_init_creates_an_issuer_and_refuses_to_overwrite(tmp_path: Path) -> None
     assert (target / "issuer.toml").read_text().count('issuer = "https://connectors.example.com"') == 1
     assert (target / "issuer.db").exists()
     ring = json.loads((target / "keys" / "keyring.json").read_text())
-    assert [(k["alg"], k["state"]) for k in ring["keys"]] == [("Ed25519", "active")]
+    assert [(k["alg"], k["state"]) for k in ring["keys"]] == [("Ed25519", "active"),
+                                                              ("Ed25519", "next")]
     assert sorted(p.name for p in (target / "templates").glob("*.toml")) == [
         "desktop-agent.toml", "mcp-connector.toml", "publisher-base.toml", "workflow-runner.toml"]
     assert (target / "keys" / ".gitignore").read_text().strip().endswith("*")

@@ -47,7 +47,7 @@ def test_generate_each_algorithm(tmp_path: Path, alg: str) -> None:
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
     assert b"BEGIN PRIVATE KEY" in pem.read_bytes()  # PKCS#8, unencrypted
-    jwk = store.jwks()["keys"][0]
+    jwk = store.keys()[0].jwk()
     assert jwk["kid"] == key.kid and jwk["alg"] == alg and jwk["use"] == "sig"
     assert not PRIVATE_MEMBERS & jwk.keys()
     signer = store.signer()
@@ -121,17 +121,18 @@ def test_no_active_key(tmp_path: Path) -> None:
 
 def test_exactly_one_active_key(auth: Authority) -> None:
     first = auth.keystore.active()
-    nxt = auth.generate_key("Ed25519", actor="t", channel="cli")
-    assert nxt.state == "next"  # published, not signing
+    [prepublished] = auth.keys.by_state("next")  # `issuer init` pre-publishes the next key
+    assert {k["kid"] for k in auth.jwks()["keys"]} == {first.kid, prepublished.kid}
+    another = auth.keys.generate("Ed25519", actor="t", channel="cli")
+    assert another.state == "next"  # published, not signing
     assert auth.keystore.active().kid == first.kid
-    assert {k["kid"] for k in auth.jwks()["keys"]} == {first.kid, nxt.kid}
-    newest = auth.generate_key("ES384", activate=True, actor="t", channel="cli")
+    newest = auth.keys.generate("ES384", activate=True, actor="t", channel="cli")
     states = {k.kid: k.state for k in auth.keystore.keys()}
-    assert states == {first.kid: "retired", nxt.kid: "next", newest.kid: "active"}
-    assert [k.state for k in auth.keystore.keys()].count("active") == 1
+    assert states == {first.kid: "retired", prepublished.kid: "next", another.kid: "next",
+                      newest.kid: "active"}
     events = [e.type for e in auth.audit.events(type_prefix="key.")]
-    assert events == ["key.generated", "key.generated", "key.generated", "key.retired",
-                      "key.activated"]
+    assert events == ["key.generated"] * 4 + ["key.retired", "key.activated"]
+    assert auth.audit.events(type_prefix="key.activated")[0].data["forced"] is True
 
 
 def test_keys_cli(cli: Cli) -> None:
@@ -140,12 +141,12 @@ def test_keys_cli(cli: Cli) -> None:
     info = json.loads(generated.stdout)
     assert info["alg"] == "PS256" and info["state"] == "next"
     listed = json.loads(cli("keys", "list", "--json").stdout)
-    assert [k["state"] for k in listed] == ["active", "next"]
+    assert [k["state"] for k in listed] == ["active", "next", "next"]
     assert all(k["statements"] == 0 for k in listed)
     table = cli("keys", "list").stdout
     assert "STATE" in table and info["kid"] in table
     jwks = json.loads(cli("jwks").stdout)
-    assert len(jwks["keys"]) == 2
+    assert len(jwks["keys"]) == 3
     assert all(not PRIVATE_MEMBERS & k.keys() for k in jwks["keys"])
     assert "BEGIN" not in cli("jwks").stdout + cli("keys", "list", "--json").stdout
 

@@ -72,11 +72,12 @@ def test_jwks_is_public_cached_and_tagged(api: Api) -> None:
     r = api.client.get("/.well-known/jwks.json")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/jwk-set+json"
-    assert r.headers["cache-control"] == "public, max-age=300"
+    assert r.headers["cache-control"] == "public, max-age=300"  # rotation is 90 days off
     etag = r.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")  # strong
     keys = r.json()["keys"]
-    assert [k["kid"] for k in keys] == [api.auth.keystore.active().kid]
+    assert [k["kid"] for k in keys] == [api.auth.keystore.active().kid,
+                                        api.auth.keys.by_state("next")[0].kid]
     assert all(not PRIVATE & k.keys() for k in keys)
     for header in (etag, f'"other", {etag}', "*", f"W/{etag}"):
         again = api.client.get("/.well-known/jwks.json", headers={"If-None-Match": header})
@@ -88,7 +89,7 @@ def test_jwks_is_public_cached_and_tagged(api: Api) -> None:
 
 def test_jwks_follows_the_keystore_without_restart(api: Api) -> None:
     before = api.client.get("/.well-known/jwks.json")
-    new = api.auth.generate_key("Ed25519", actor="cli-user", channel="cli")
+    new = api.auth.keys.generate("Ed25519", actor="cli-user", channel="cli")
     after = api.client.get("/.well-known/jwks.json", headers={"If-None-Match": before.headers["etag"]})
     assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
     assert new.kid in {k["kid"] for k in after.json()["keys"]}
@@ -332,6 +333,7 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
     routes = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert routes == {
         ("/.well-known/jwks.json", "get"), ("/.well-known/software-statement-issuer", "get"),
+        ("/.well-known/historical-keys", "get"),
         ("/healthz", "get"), ("/v1/statements", "post"), ("/v1/statements", "get"),
         ("/v1/statements/{jti}", "get"), ("/v1/templates", "get"), ("/v1/templates/{name}", "get")}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

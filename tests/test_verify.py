@@ -61,7 +61,7 @@ def test_fresh_statement_verifies(auth: Authority) -> None:
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "PS256", "RS256", "Ed25519"])
 def test_pyjwt_verifies_with_only_the_published_jwks(auth: Authority, cli: Cli, alg: str) -> None:
-    auth.generate_key(alg, activate=True, actor="t", channel="cli", rsa_bits=2048)
+    auth.keys.generate(alg, activate=True, actor="t", channel="cli", rsa_bits=2048)
     token = minted(auth)
     jwks = json.loads(cli("jwks").stdout)  # only what `issuer jwks` prints
     kid = pyjwt.get_unverified_header(token)["kid"]
@@ -150,7 +150,7 @@ def test_algorithms_outside_the_allow_list(auth: Authority) -> None:
 def test_eddsa_header_name_verifies_an_ed25519_key(auth: Authority) -> None:
     from joserfc import jws
 
-    auth.generate_key("Ed25519", activate=True, actor="t", channel="cli")
+    auth.keys.generate("Ed25519", activate=True, actor="t", channel="cli")
     signer = auth.keystore.signer()
     token = jws.serialize_compact({"alg": "EdDSA", "kid": signer.kid},
                                   encode_payload(good_payload()), signer._key,

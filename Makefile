@@ -30,3 +30,6 @@ test: $(VENV)/.test-installed
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/python -m mypy
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench

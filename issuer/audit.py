@@ -28,6 +28,7 @@ import sqlite_utils
 
 from .encoding import canonical_json
 from .errors import AuditUnavailable, NotFound
+from .tlog import LogVerificationError, TransparencyLog, entry_bytes
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -92,9 +93,27 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at INTEGER
     );
     """,
+    # 3: the transparency log over the events (docs/transparency-log.md): hashes of complete
+    # subtrees, and a signed checkpoint after every transaction that appended.
+    """
+    CREATE TABLE log_nodes (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE log_checkpoints (
+        tree_size INTEGER PRIMARY KEY,
+        root_hash BLOB NOT NULL,
+        note TEXT NOT NULL,
+        time INTEGER NOT NULL
+    );
+    """,
 )
 
 _JSON_COLUMNS = ("claims", "mint_values")
+#: The schema version that created the transparency log tables.
+LOG_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,8 @@ def connect(path: Path) -> sqlite3.Connection:
     # FULL: in WAL mode, NORMAL may lose the last commits on power loss; a returned statement
     # must never lose its record.
     conn.execute("PRAGMA synchronous = FULL")
+    # 64 MiB of page cache: the log's upper tree levels and the indexes stay hot as it grows.
+    conn.execute("PRAGMA cache_size = -65536")
     return conn
 
 
@@ -166,6 +187,9 @@ class AuditStore:
         self.conn = db.conn
         self.path = next((row[2] for row in self.conn.execute("PRAGMA database_list")
                           if row[1] == "main"), "") or ":memory:"
+        #: The transparency log every appended event also enters (attached by the Authority).
+        self.log: TransparencyLog | None = None
+        self._appended_at: int | None = None  # time of the last event of the open transaction
         # One connection is shared by the threads of the service; SQLite serialises inside a
         # connection only per call, so whole transactions take this lock.
         self.lock = threading.RLock()
@@ -186,6 +210,8 @@ class AuditStore:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                #: The schema version this open found (the log catches up only on upgrade).
+                self.opened_at_version = int(version)
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for sql in script.split(";"):
                         if sql.strip():
@@ -211,8 +237,13 @@ class AuditStore:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+            self._appended_at = None
             try:
                 yield
+                if self.log is not None and self._appended_at is not None:
+                    # The signed head covers every entry this transaction adds, and commits
+                    # with them: no committed entry is ever outside a checkpoint.
+                    self.log.checkpoint(self._appended_at)
                 self.conn.execute("COMMIT")
             except BaseException as exc:
                 if self.conn.in_transaction:
@@ -229,12 +260,31 @@ class AuditStore:
                      data: dict[str, Any]) -> int:
         """Append one event inside the caller's transaction; returns its index."""
         idx = self.next_index()
+        text = canonical_json(data).decode("utf-8")
         self.conn.execute(
             "INSERT INTO events (idx, time, type, actor, channel, subject, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (idx, time, type, actor, channel, subject, canonical_json(data).decode("utf-8")),
-        )
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (idx, time, type, actor, channel, subject, text))
+        if self.log is not None:
+            self.log.append(idx, entry_bytes(idx, time, type, actor, channel, subject, text))
+            self._appended_at = time
         return idx
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """The leaf bytes of events ``start <= idx < end``, in order."""
+        with self.lock:
+            rows = self.conn.execute("SELECT idx, time, type, actor, channel, subject, data FROM "
+                                     "events WHERE idx >= ? AND idx < ? ORDER BY idx",
+                                     (start, end)).fetchall()
+        return [entry_bytes(*row) for row in rows]
+
+    def entry(self, idx: int) -> bytes:
+        """The exact leaf bytes of event ``idx`` (docs/transparency-log.md)."""
+        with self.lock:
+            row = self.conn.execute("SELECT idx, time, type, actor, channel, subject, data "
+                                    "FROM events WHERE idx = ?", (idx,)).fetchone()
+        if row is None:
+            raise NotFound(f"no log entry {idx}")
+        return entry_bytes(*row)
 
     def record_statement(self, record: StatementRecord) -> StatementRecord:
         """Append the ``statement.issued`` event and its queryable row (inside a transaction)."""
@@ -312,6 +362,33 @@ class AuditStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_record(row) for row in self.query(sql, params)]
+
+    def check_statement_rows(self) -> int:
+        """Every queryable statement row must equal the ``statement.issued`` entry it points
+        at, column by column (the log covers the entries; this covers the copies)."""
+        checked = 0
+        with self.lock:
+            cursor = self.conn.execute(
+                "SELECT s.*, e.type AS e_type, e.subject AS e_subject, e.data AS e_data "
+                "FROM statements s LEFT JOIN events e ON e.idx = s.log_index ORDER BY s.log_index")
+            names = [d[0] for d in cursor.description]
+            while batch := cursor.fetchmany(1024):
+                for values in batch:
+                    row = dict(zip(names, values))
+                    entry = (row.pop("e_type"), row.pop("e_subject"), row.pop("e_data"))
+                    record = _record(row)
+                    if entry[0] != "statement.issued" or entry[1] != record.jti:
+                        raise LogVerificationError(
+                            f"statement {record.jti} points at log entry {record.log_index}, "
+                            "which is not its issuance")
+                    issued = json.loads(entry[2])
+                    for column, value in record.event_data().items():
+                        if issued.get(column) != value:
+                            raise LogVerificationError(
+                                f"statement {record.jti} (log entry {record.log_index}): column "
+                                f"'{column}' differs from the logged issuance")
+                    checked += 1
+        return checked
 
     def statement_counts_by_kid(self) -> dict[str, int]:
         """How many statements each key signed."""

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditStore, StatementRecord
+from .audit import LOG_SCHEMA_VERSION, AuditStore, StatementRecord
 from .clock import Clock, SystemClock, rfc3339
 from .config import CONFIG_FILE, Config, load_config, normalize_alg, render_config, validate_issuer_url
 from .encoding import statement_digest
@@ -31,6 +31,7 @@ from .statements import (
     resolve_claims,
 )
 from .templates import Template, TemplateStore
+from .tlog import TransparencyLog, origin_for
 from .tokens import TokenStore
 from .verify import VerifiedStatement, read_header, verify
 
@@ -74,10 +75,47 @@ class Authority:
 
     @property
     def audit(self) -> AuditStore:
-        """The audit store, opened (and migrated) on first use."""
+        """The audit store, opened (and migrated) on first use, its transparency log attached."""
         if self._audit is None:
-            self._audit = AuditStore.open(self.config.database)
+            store = AuditStore.open(self.config.database)
+            try:
+                self._attach_log(store)
+            except BaseException:
+                store.close()
+                raise
+            self._audit = store
         return self._audit
+
+    @property
+    def log(self) -> TransparencyLog:
+        """The issuance transparency log (docs/transparency-log.md)."""
+        log = self.audit.log
+        assert log is not None
+        return log
+
+    def _attach_log(self, store: AuditStore) -> None:
+        """Every event enters the Merkle tree; a log key is made on first use, and events from
+        before the log existed are appended once, by the upgrade that created the log.
+
+        Only then: an open never rebuilds a log whose tables lost rows, or anyone who can write
+        the database could have a rewritten history signed afresh (`issuer audit verify`
+        reports it instead)."""
+        verifier = self.keystore.log_verifier()
+        created = verifier is None
+        if verifier is None:
+            verifier = self.keystore.create_log_key(origin_for(self.config.issuer))
+        log = TransparencyLog(store.conn, self.keystore.log_signer, verifier)
+        if store.opened_at_version < LOG_SCHEMA_VERSION:
+            with store.transaction():
+                log.catch_up()
+        store.log = log
+        if created:
+            now = self.now()
+            with store.transaction():
+                store.append_event(time=now, type="log.key_generated", actor=local_principal(),
+                                   channel="cli", subject=verifier.name,
+                                   data={"origin": verifier.name,
+                                         "verifier_key": verifier.verifier_key()})
 
     @property
     def tokens(self) -> TokenStore:

@@ -26,6 +26,7 @@ from .errors import IssuerError, UsageError
 from .files import atomic_write
 from .jwks import load_jwks
 from .statements import MintRequest, parse_mint_request
+from .tlog import verify_inclusion_offline, verify_log
 from .verify import verify
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -669,6 +670,68 @@ def serve(host: str | None, port: int | None) -> None:
     auth = authority()
     auth.keystore.signer()  # fail now, not at the first request, if the key can't be loaded
     run(auth, host or auth.config.service.host, port or auth.config.service.port)
+
+
+@audit.command("verify")
+@config_option
+@click.option("--checkpoint", "checkpoints", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A signed checkpoint saved earlier: the log must still extend it (repeatable).")
+@click.option("--save-checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="After verifying, write the newest signed checkpoint to FILE, to keep.")
+@json_option
+def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
+                 as_json: bool) -> None:
+    """Recompute the transparency log from the stored entries and check every checkpoint.
+
+    Exit 1, naming the first bad index, when an entry was edited, reordered, inserted or
+    deleted, or when the log no longer extends a checkpoint kept earlier.
+    """
+    auth = authority()
+    notes = []
+    for path in checkpoints:
+        try:
+            notes.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
+    report = verify_log(auth.log, notes)
+    report.statements = auth.audit.check_statement_rows()
+    if save_checkpoint is not None:
+        atomic_write(save_checkpoint, auth.log.latest()[1].encode("utf-8"))
+    if as_json:
+        echo_json({"ok": True, **report.as_json()})
+        return
+    click.echo(f"ok: {report.entries} entries recompute to the signed root "
+               f"{report.as_json()['root_hash']} (tree size {report.tree_size}); "
+               f"{report.checkpoints} checkpoints and {report.statements} statement records match")
+    for size in report.consistent_with:
+        click.echo(f"ok: the log extends the kept checkpoint of tree size {size}")
+
+
+@audit.command("proof")
+@config_option
+@click.argument("ref", metavar="JTI|DIGEST")
+@click.option("--tree-size", type=click.IntRange(min=1), default=None,
+              help="Prove against the checkpoint of this size (default: the newest).")
+@json_option
+def audit_proof(ref: str, tree_size: int | None, as_json: bool) -> None:
+    """An RFC 9162 inclusion proof that a statement's issuance is in the log."""
+    auth = authority()
+    record = auth.audit.statement(ref)
+    proof = auth.log.inclusion(record.log_index, auth.audit.entry(record.log_index), tree_size)
+    verify_inclusion_offline(proof.checkpoint, auth.log.verifier.verifier_key(), proof.entry,
+                             proof.log_index, list(proof.hashes))  # never hand out a bad proof
+    if as_json:
+        echo_json({**proof.as_json(), "jti": record.jti, "digest": record.digest,
+                   "log_key": auth.log.verifier.verifier_key()})
+        return
+    click.echo(f"statement {record.jti} is entry {proof.log_index} of the log of size "
+               f"{proof.tree_size}")
+    click.echo(f"leaf hash:  {proof.as_json()['leaf_hash']}")
+    click.echo("proof:      " + (" ".join(proof.as_json()["inclusion_proof"]) or "(empty)"))
+    click.echo(f"log key:    {auth.log.verifier.verifier_key()}")
+    click.echo("checkpoint:")
+    click.echo(proof.checkpoint, nl=False)
 
 
 def main() -> None:

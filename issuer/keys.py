@@ -33,9 +33,13 @@ from .config import normalize_alg
 from .encoding import b64url, canonical_json
 from .errors import KeystoreError, NotFound
 from .files import atomic_write
+from .note import NoteError, NoteSigner, NoteVerifier
 
 KeyState = Literal["next", "active", "retired", "revoked", "expired"]
 KEYRING = "keyring.json"
+#: The transparency log's own Ed25519 key (C2SP signed-note), apart from statement keys.
+LOG_KEY = "log.pem"
+LOG_META = "log.json"
 MIN_RSA_BITS = 2048
 DEFAULT_RSA_BITS = 3072
 PASSPHRASE_ENV = "ISSUER_KEY_PASSPHRASE"
@@ -223,12 +227,7 @@ class Keystore:
         private = _generate_private(alg, rsa_bits)
         public_jwk = _jose_key(private).as_dict(private=False)
         kid = jwk_thumbprint(public_jwk)
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase)
-            if self._passphrase else serialization.NoEncryption()
-        )
-        pem = private.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8, encryption)
+        pem = self._pem(private)
         info = KeyInfo(kid=kid, alg=alg, state=state, created_at=now,
                        public_jwk=dict(sorted(public_jwk.items())), published_at=now,
                        activated_at=now if state == "active" else None)
@@ -280,7 +279,53 @@ class Keystore:
             raise KeystoreError(f"refusing key file {path}: owned by another user")
         return st
 
-    def _load_private(self, path: Path, info: KeyInfo) -> PrivateKey:
+    # --- the transparency log's key ---------------------------------------------------------
+
+    def log_verifier(self) -> NoteVerifier | None:
+        """The log's public note verifier, or None when the log has no key yet."""
+        try:
+            meta = json.loads((self.directory / LOG_META).read_bytes())
+            return NoteVerifier.from_key(meta["verifier_key"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, NoteError):
+            raise KeystoreError(f"{self.directory / LOG_META} is damaged") from None
+
+    def create_log_key(self, origin: str) -> NoteVerifier:
+        """A new Ed25519 log key named ``origin``; refuses to replace an existing one."""
+        if self.log_verifier() is not None:
+            raise KeystoreError(f"the log already has a key in {self.directory}")
+        private = ed25519.Ed25519PrivateKey.generate()
+        verifier = NoteSigner(origin, private).verifier()
+        with self.transaction():
+            atomic_write(self.directory / LOG_KEY, self._pem(private), mode=0o600)
+            meta = {"origin": origin, "verifier_key": verifier.verifier_key()}
+            atomic_write(self.directory / LOG_META, json.dumps(meta, indent=2).encode(), mode=0o600)
+        return verifier
+
+    def log_signer(self) -> NoteSigner:
+        """The log key, to sign checkpoints; checked against its published verifier key."""
+        verifier = self.log_verifier()
+        if verifier is None:
+            raise KeystoreError(f"the log has no key in {self.directory}")
+        private = self._read_private(self.directory / LOG_KEY)
+        if not isinstance(private, ed25519.Ed25519PrivateKey):
+            raise KeystoreError(f"{self.directory / LOG_KEY} is not an Ed25519 key")
+        signer = NoteSigner(verifier.name, private)
+        if signer.verifier_key() != verifier.verifier_key():
+            raise KeystoreError(f"{self.directory / LOG_KEY} does not match {LOG_META}")
+        return signer
+
+    def _pem(self, private: PrivateKey) -> bytes:
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(self._passphrase)
+            if self._passphrase else serialization.NoEncryption()
+        )
+        return private.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8, encryption)
+
+    def _read_private(self, path: Path) -> PrivateKey:
+        self._safe_stat(path)
         data = path.read_bytes()
         try:
             private = serialization.load_pem_private_key(data, password=self._passphrase)
@@ -295,6 +340,10 @@ class Keystore:
         if not isinstance(private, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
                                     ed25519.Ed25519PrivateKey)):
             raise KeystoreError(f"key file {path} holds an unsupported key type")
+        return private
+
+    def _load_private(self, path: Path, info: KeyInfo) -> PrivateKey:
+        private = self._read_private(path)
         # A swapped file must not sign under another key's kid.
         if jwk_thumbprint(_jose_key(private).as_dict(private=False)) != info.kid:
             raise KeystoreError(f"key file {path} does not hold the key {info.kid}")

@@ -377,3 +377,33 @@ def verify_consistency(
         raise ProofError("consistency proof does not lead to the first root")
     if sr != second_root:
         raise ProofError("consistency proof does not lead to the second root")
+
+
+class CompactRange:
+    """The complete subtrees covering leaves ``[0, size)``, largest first: O(log n) memory.
+
+    Streaming a log's leaves through ``append`` gives the root of every prefix on the way
+    (``root()`` after each append is MTH of the leaves so far, RFC 9162 section 2.1.1), which is
+    how a full recomputation checks every checkpoint in one pass without storing the tree.
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[tuple[int, bytes]] = []  # (level, hash), levels strictly decreasing
+
+    def append(self, leaf: bytes) -> None:
+        level, value = 0, leaf
+        while self._peaks and self._peaks[-1][0] == level:
+            _, left = self._peaks.pop()
+            level, value = level + 1, node_hash(left, value)
+        self._peaks.append((level, value))
+        self.size += 1
+
+    def root(self) -> bytes:
+        """MTH of the leaves appended so far: the peaks folded from the right."""
+        if not self._peaks:
+            return EMPTY_ROOT
+        value = self._peaks[-1][1]
+        for _, left in reversed(self._peaks[:-1]):
+            value = node_hash(left, value)
+        return value

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +33,8 @@ from .clock import format_duration, parse_time
 from .errors import InvalidRequest, IssuerError, MissingToken, NotFound, RequestTooLarge
 from .ratelimit import RateLimiter
 from .statements import parse_mint_request
+from .merkle import leaf_hash
+from .tlog import b64
 from .tokens import ApiToken, require_audit, require_mint
 
 log = logging.getLogger("issuer.service")
@@ -328,6 +330,13 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0) -> Fast
             "statement_signing_alg_values_supported": sorted({k.alg for k in published}),
             "statements_endpoint": f"{config.issuer}/v1/statements",
             "templates_endpoint": f"{config.issuer}/v1/templates",
+            "transparency_log": {
+                "origin": authority.log.origin,
+                "checkpoint_uri": f"{config.issuer}/v1/log/checkpoint",
+                "key_uri": f"{config.issuer}/v1/log/key",
+                "inclusion_proof_uri": f"{config.issuer}/v1/log/proof/inclusion",
+                "consistency_proof_uri": f"{config.issuer}/v1/log/proof/consistency",
+            },
         }
 
     @app.get("/.well-known/historical-keys", tags=["public"],
@@ -424,6 +433,58 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0) -> Fast
         t = authority.templates.load(name)
         return {"name": t.name, "extends": list(t.chain[1:]), "digest": t.digest, **t.content()}
 
+    # --- transparency log ------------------------------------------------------------------------
+
+    @app.get("/v1/log/checkpoint", tags=["log"], response_class=PlainTextResponse,
+             summary="The newest signed checkpoint (C2SP tlog-checkpoint)",
+             responses=errors(404))
+    def log_checkpoint() -> Response:
+        _, note = authority.log.latest()
+        return PlainTextResponse(note, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/log/key", tags=["log"], response_class=PlainTextResponse,
+             summary="The log's note verifier key (C2SP signed-note)")
+    def log_key() -> Response:
+        return PlainTextResponse(authority.log.verifier.verifier_key() + "\n",
+                                 headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/v1/log/proof/inclusion", tags=["log"],
+             summary="RFC 9162 inclusion proof of a statement (by digest or jti)",
+             responses=errors(400, 404))
+    def log_inclusion(digest: str | None = None, jti: str | None = None,
+                      tree_size: int | None = Query(None, ge=1)) -> dict[str, Any]:
+        if (digest is None) == (jti is None):
+            raise InvalidRequest("give exactly one of digest and jti")
+        record = authority.audit.statement(digest if digest is not None else str(jti))
+        if digest is not None and record.digest != digest.lower():
+            raise NotFound(f"no statement with digest {digest!r}")
+        proof = authority.log.inclusion(record.log_index, authority.audit.entry(record.log_index),
+                                        tree_size)
+        return {**proof.as_json(), "jti": record.jti, "digest": record.digest}
+
+    @app.get("/v1/log/proof/consistency", tags=["log"],
+             summary="RFC 9162 consistency proof between two tree sizes",
+             responses=errors(400))
+    def log_consistency(first: int = Query(..., ge=1), second: int = Query(..., ge=1)
+                        ) -> dict[str, Any]:
+        hashes = authority.log.consistency(first, second)
+        return {"first": first, "second": second, "consistency_proof": [b64(h) for h in hashes]}
+
+    @app.get("/v1/log/entries", tags=["log"],
+             summary="Log entries start <= index < end, their exact leaf bytes (auditor, admin)",
+             responses=errors(400, 401, 403, 429))
+    def log_entries(start: int = Query(0, ge=0), end: int | None = Query(None, ge=1),
+                    _: ApiToken = Depends(auditor)) -> dict[str, Any]:
+        size = authority.log.size()
+        stop = min(size, start + PAGE_MAX if end is None else end)
+        if stop - start > PAGE_MAX:
+            raise InvalidRequest(f"at most {PAGE_MAX} entries per request")
+        if start > stop:
+            raise InvalidRequest(f"start {start} is past end {stop} (tree size {size})")
+        entries = [{"index": idx, "entry": entry.decode("utf-8"), "leaf_hash": b64(leaf_hash(entry))}
+                   for idx, entry in enumerate(authority.audit.entries(start, stop), start=start)]
+        return {"tree_size": size, "entries": entries}
+
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
 
@@ -448,5 +509,7 @@ def serve(authority: Authority, host: str, port: int,
     """Run the service under uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(authority), host=host, port=port, log_level=log_level,
-                server_header=False, proxy_headers=False)
+    # Maintenance runs at least as often as verifiers refresh the JWKS, at most every minute.
+    interval = min(60.0, max(1.0, float(authority.config.service.jwks_max_age)))
+    uvicorn.run(create_app(authority, maintenance_interval=interval), host=host, port=port,
+                log_level=log_level, server_header=False, proxy_headers=False)

@@ -47,7 +47,8 @@ def test_events_are_gapless_and_in_order(auth: Authority) -> None:
                   channel="cli")
     events = auth.audit.events()
     assert [e.idx for e in events] == list(range(len(events)))
-    assert [e.type for e in events] == ["key.generated", "key.generated", "template.recorded",
+    assert [e.type for e in events] == ["log.key_generated", "key.generated", "key.generated",
+                                        "template.recorded",
                                         "statement.issued", "statement.issued",
                                         "statement.issued"]
 

@@ -576,3 +576,16 @@ def test_proofs_read_log_n_nodes(data: st.DataObject) -> None:
     first = data.draw(st.integers(1, second), label="first")
     consistency_proof(store, first, second)
     assert store.reads <= bound
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=16), max_size=300))
+def test_compact_range_gives_every_prefix_root(leaves: list[bytes]) -> None:
+    from issuer.merkle import CompactRange
+
+    frontier = CompactRange()
+    assert frontier.root() == EMPTY_ROOT
+    for n, data in enumerate(leaves, start=1):
+        frontier.append(leaf_hash(data))
+        assert frontier.root() == ref_mth(leaves[:n])
+        assert frontier.size == n

@@ -216,3 +216,31 @@ def test_make_run_demo_serves_and_its_curl_mints(tmp_path: Path) -> None:
     again.kill()
     again.wait(timeout=10)
     assert secret not in "".join(lines) and "initialised" not in "".join(lines)
+
+
+def test_the_served_issuer_rotates_on_schedule(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
+    home = tmp_path / "issuer"
+    subprocess.run([installed_issuer(), "init", "--dir", str(home)], env=env, check=True,
+                   capture_output=True)
+    config = home / "issuer.toml"
+    config.write_text(config.read_text().replace('rotation_period = "90d"', 'rotation_period = "2s"')
+                      .replace("jwks_max_age = 300", "jwks_max_age = 1"))
+    port = free_port()
+    process = start(home, env, port)
+    try:
+        first = httpx.get(f"http://127.0.0.1:{port}/healthz").json()["active_kid"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").json()["active_kid"] != first:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no scheduled rotation within 15 s")
+        db = sqlite3.connect(home / "issuer.db")
+        channels = {row[0] for row in db.execute(
+            "SELECT channel FROM events WHERE type = 'key.activated'")}
+        assert channels == {"scheduler"}
+    finally:
+        process.kill()
+        process.wait(timeout=10)

@@ -335,7 +335,9 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
         ("/.well-known/jwks.json", "get"), ("/.well-known/software-statement-issuer", "get"),
         ("/.well-known/historical-keys", "get"),
         ("/healthz", "get"), ("/v1/statements", "post"), ("/v1/statements", "get"),
-        ("/v1/statements/{jti}", "get"), ("/v1/templates", "get"), ("/v1/templates/{name}", "get")}
+        ("/v1/statements/{jti}", "get"), ("/v1/templates", "get"), ("/v1/templates/{name}", "get"),
+        ("/v1/log/checkpoint", "get"), ("/v1/log/key", "get"), ("/v1/log/proof/inclusion", "get"),
+        ("/v1/log/proof/consistency", "get"), ("/v1/log/entries", "get")}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     mint = spec["paths"]["/v1/statements"]["post"]
     assert mint["security"] == [{"HTTPBearer": []}]
@@ -349,6 +351,8 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
 # --- never a 500 -------------------------------------------------------------------------------
 
 ROUTES = ["/.well-known/jwks.json", "/.well-known/software-statement-issuer", "/healthz",
+          "/.well-known/historical-keys", "/v1/log/checkpoint", "/v1/log/key",
+          "/v1/log/proof/inclusion", "/v1/log/proof/consistency", "/v1/log/entries",
           "/v1/statements", "/v1/statements/x", "/v1/templates", "/v1/templates/mcp-connector",
           "/openapi.json", "/nope"]
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
@@ -368,7 +372,9 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                                                        "iss", "jwks", "x"]) | st.text(max_size=8),
                                       json_values, max_size=3)})),
        raw=st.none() | st.binary(max_size=200),
-       query=st.dictionaries(st.sampled_from(["limit", "cursor", "since", "template", "kid"]),
+       query=st.dictionaries(st.sampled_from(["limit", "cursor", "since", "template", "kid",
+                                              "digest", "jti", "tree_size", "first", "second",
+                                              "start", "end"]),
                              st.text(max_size=10), max_size=3),
        extra=st.dictionaries(st.sampled_from(["If-None-Match", "Content-Type", "Accept"]),
                              st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),

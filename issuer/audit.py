@@ -109,6 +109,27 @@ MIGRATIONS: tuple[str, ...] = (
         time INTEGER NOT NULL
     );
     """,
+    # 4: Token Status Lists (docs/revocation.md): one row per list, one per statement entry.
+    """
+    CREATE TABLE status_lists (
+        id TEXT PRIMARY KEY,
+        bits INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        prp_key BLOB NOT NULL,
+        next_counter INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE status_entries (
+        list_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        jti TEXT NOT NULL UNIQUE,
+        status INTEGER NOT NULL,
+        PRIMARY KEY (list_id, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX status_entries_changed ON status_entries (list_id) WHERE status != 0;
+    CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
+    """,
 )
 
 _JSON_COLUMNS = ("claims", "mint_values")
@@ -339,8 +360,8 @@ class AuditStore:
 
     def statements(self, *, template: str | None = None, software_id: str | None = None,
                    since: int | None = None, kid: str | None = None,
-                   after_index: int | None = None, limit: int | None = None
-                   ) -> list[StatementRecord]:
+                   after_index: int | None = None, limit: int | None = None,
+                   revoked: bool | None = None) -> list[StatementRecord]:
         """Statements in issue order, filtered; ``after_index`` is the pagination cursor."""
         where: list[str] = []
         params: list[Any] = []
@@ -355,6 +376,8 @@ class AuditStore:
         if after_index is not None:
             where.append("log_index > ?")
             params.append(after_index)
+        if revoked is not None:
+            where.append("revoked_at IS NOT NULL" if revoked else "revoked_at IS NULL")
         sql = "SELECT * FROM statements"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -368,6 +391,9 @@ class AuditStore:
         at, column by column (the log covers the entries; this covers the copies)."""
         checked = 0
         with self.lock:
+            revocations = {row[0]: (row[1], json.loads(row[2]).get("reason")) for row in
+                           self.conn.execute("SELECT subject, time, data FROM events WHERE "
+                                             "type = 'statement.revoked' ORDER BY idx")}
             cursor = self.conn.execute(
                 "SELECT s.*, e.type AS e_type, e.subject AS e_subject, e.data AS e_data "
                 "FROM statements s LEFT JOIN events e ON e.idx = s.log_index ORDER BY s.log_index")
@@ -387,6 +413,11 @@ class AuditStore:
                             raise LogVerificationError(
                                 f"statement {record.jti} (log entry {record.log_index}): column "
                                 f"'{column}' differs from the logged issuance")
+                    if (record.revoked_at, record.revocation_reason) != \
+                            revocations.get(record.jti, (None, None)):
+                        raise LogVerificationError(
+                            f"statement {record.jti}: revoked_at/revocation_reason differ from "
+                            "its logged revocation")
                     checked += 1
         return checked
 

@@ -18,7 +18,8 @@ from .audit import LOG_SCHEMA_VERSION, AuditStore, StatementRecord
 from .clock import Clock, SystemClock, rfc3339
 from .config import CONFIG_FILE, Config, load_config, normalize_alg, render_config, validate_issuer_url
 from .encoding import statement_digest
-from .errors import ConfigError, Conflict, InvalidSoftwareStatement, IssuerError
+from . import statuslist
+from .errors import ConfigError, Conflict, InvalidSoftwareStatement, IssuerError, NotFound, UsageError
 from .files import atomic_write
 from .keys import PASSPHRASE_ENV, Keystore
 from .lifecycle import KeyLifecycle
@@ -32,6 +33,8 @@ from .statements import (
 )
 from .templates import Template, TemplateStore
 from .tlog import TransparencyLog, origin_for
+from .remote import StatusListClient, http_fetch
+from .status import STATUS_NAMES, StatusRegistry
 from .tokens import TokenStore
 from .verify import VerifiedStatement, read_header, verify
 
@@ -64,6 +67,7 @@ class Authority:
         self.keystore = Keystore(config.keys_dir, passphrase=env.get(PASSPHRASE_ENV))
         self.templates = TemplateStore(config.templates_dir, config.max_lifetime)
         self._audit: AuditStore | None = None
+        self._status: StatusRegistry | None = None
         self.keys = KeyLifecycle(self.keystore, lambda: self.audit, config, self.clock)
 
     @classmethod
@@ -118,6 +122,49 @@ class Authority:
                                          "verifier_key": verifier.verifier_key()})
 
     @property
+    def status(self) -> StatusRegistry:
+        """Token Status Lists: indices, revocation, suspension (docs/revocation.md)."""
+        if self._status is None:
+            self._status = StatusRegistry(self.audit, self.config, self.clock)
+        return self._status
+
+    def set_status(self, ref: str, status: str, reason: str, *, actor: str,
+                   channel: str) -> tuple[StatementRecord, bool]:
+        """Revoke, suspend or un-suspend (``status``: revoked, suspended, active) a statement
+        by jti or digest; returns its record and whether anything changed."""
+        targets = {"revoked": statuslist.INVALID, "suspended": statuslist.SUSPENDED,
+                   "active": statuslist.VALID}
+        if status not in targets:
+            raise UsageError(f"status {status!r} is not one of {', '.join(targets)}")
+        record = self.audit.statement(ref)
+        return self.status.change(record, targets[status], reason, actor=actor,
+                                  channel=channel, now=self.now())
+
+    def statement_status(self, token: str) -> dict[str, Any]:
+        """``POST /v1/status``: what this issuer says of a statement it signed."""
+        try:
+            digest = statement_digest(token.strip())
+            record = self.audit.statement(digest)
+        except (NotFound, UnicodeEncodeError):
+            return {"status": "unknown"}
+        answer: dict[str, Any] = {"jti": record.jti, "exp": record.exp}
+        current = STATUS_NAMES[self.status.status_of(record.jti)]
+        key = next((k for k in self.keystore.keys() if k.kid == record.kid), None)
+        if current == "revoked":
+            answer.update(status="revoked", revoked_at=record.revoked_at,
+                          reason=record.revocation_reason)
+        elif key is not None and key.state == "revoked":
+            answer.update(status="revoked", revoked_at=key.revoked_at,
+                          reason=f"signing key revoked ({key.revocation_reason})")
+        elif current == "suspended":
+            answer["status"] = "suspended"
+        elif record.exp <= self.now():
+            answer["status"] = "expired"
+        else:
+            answer["status"] = "active"
+        return answer
+
+    @property
     def tokens(self) -> TokenStore:
         """API tokens of the HTTP service, kept in the audit database."""
         return TokenStore(self.audit)
@@ -126,6 +173,7 @@ class Authority:
         if self._audit is not None:
             self._audit.close()
             self._audit = None
+            self._status = None
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -143,30 +191,34 @@ class Authority:
         prepared = [self._prepare(req, i, len(requests)) for i, req in enumerate(requests)]
         signer = self.keystore.signer()
         now = self.now()
-        records = []
-        for item in prepared:
-            jti = new_jti()
-            payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
-                                    lifetime=item.template.lifetime, jti=jti)
-            token = signer.sign(encode_payload(payload))
-            records.append(StatementRecord(
-                jti=jti, digest=statement_digest(token), iss=self.config.issuer,
-                kid=signer.kid, alg=signer.alg, template=item.template.name,
-                template_digest=item.template.digest,
-                software_id=_text(item.claims.get("software_id")),
-                software_version=_text(item.claims.get("software_version")),
-                claims=payload, mint_values=dict(item.request.claims), iat=now,
-                exp=payload["exp"], principal=principal, channel=channel,
-                software_statement=token))
-            if progress:
-                progress(1)
+        committed = []
+        # One transaction: the status indices, the signatures that carry them, the records and
+        # the log checkpoint commit together, or not at all.
         with self.audit.transaction():
-            seen: dict[str, str] = {}
+            seen: set[str] = set()
             for item in prepared:
                 if item.template.name not in seen:
                     self._note_template(item.template, now, principal, channel)
-                    seen[item.template.name] = item.template.digest
-            committed = [self.audit.record_statement(r) for r in records]
+                    seen.add(item.template.name)
+            refs = self.status.allocate(len(prepared), now)
+            for item, ref in zip(prepared, refs):
+                jti = new_jti()
+                payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
+                                        lifetime=item.template.lifetime, jti=jti,
+                                        status=ref.claim())
+                token = signer.sign(encode_payload(payload))
+                committed.append(self.audit.record_statement(StatementRecord(
+                    jti=jti, digest=statement_digest(token), iss=self.config.issuer,
+                    kid=signer.kid, alg=signer.alg, template=item.template.name,
+                    template_digest=item.template.digest,
+                    software_id=_text(item.claims.get("software_id")),
+                    software_version=_text(item.claims.get("software_version")),
+                    claims=payload, mint_values=dict(item.request.claims), iat=now,
+                    exp=payload["exp"], principal=principal, channel=channel,
+                    software_statement=token)))
+                self.status.record(ref, jti)
+                if progress:
+                    progress(1)
         return [MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
                            kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
                            log_index=r.log_index) for r in committed]
@@ -211,13 +263,26 @@ class Authority:
 
     # --- verifying -------------------------------------------------------------------
 
+    def status_client(self) -> StatusListClient:
+        """A status list client that reads this issuer's own lists from its database (signed
+        and verified exactly as served) and fetches any other over HTTP."""
+        prefix = f"{self.config.issuer}/v1/status-lists/"
+
+        def fetch(uri: str) -> bytes:
+            if uri.startswith(prefix):
+                return self.status.document(uri[len(prefix):], self.keystore)[0].encode()
+            return http_fetch(uri)
+
+        return StatusListClient(clock=self.clock, fetch=fetch)
+
     def verify(self, token: str, *, jwks: Mapping[str, Any] | None = None,
-               issuer: str | None = None) -> VerifiedStatement:
+               issuer: str | None = None, check_status: bool = True) -> VerifiedStatement:
         """Verify like an authorization server would, by default against this issuer's
-        published keys; a statement of a revoked key says so."""
+        published keys and status lists; a statement of a revoked key says so."""
         try:
             return verify(token, jwks=self.jwks() if jwks is None else jwks,
-                          issuer=issuer or self.config.issuer, clock=self.clock)
+                          issuer=issuer or self.config.issuer, clock=self.clock,
+                          status=self.status_client() if check_status else None)
         except InvalidSoftwareStatement as exc:
             if jwks is None and "unknown key" in exc.description:
                 kid = read_header(token).get("kid")

@@ -25,6 +25,7 @@ from .config import SIGNING_ALGS, load_config
 from .errors import IssuerError, UsageError
 from .files import atomic_write
 from .jwks import load_jwks
+from .remote import StatusListClient
 from .statements import MintRequest, parse_mint_request
 from .tlog import verify_inclusion_offline, verify_log
 from .verify import verify
@@ -496,9 +497,11 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
               help="The issuer's JWKS (default: this issuer's own keys).")
 @click.option("--issuer", "issuer_url", default=None,
               help="Expected iss (default: this issuer).")
+@click.option("--no-status-check", is_flag=True,
+              help="Do not check the statement's Token Status List (revocation).")
 @json_option
 def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
-                   as_json: bool) -> None:
+                   no_status_check: bool, as_json: bool) -> None:
     """Verify a statement (TOKEN or - for stdin) as an authorization server would.
 
     Checks the signature against the JWKS with an algorithm allow-list, iss, exp, iat/nbf
@@ -510,12 +513,14 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
     if not token:
         raise UsageError("no statement given (pass TOKEN or pipe it to `issuer verify -`)")
     if jwks_source is None:  # this issuer's own keys: a revoked key is named as such
-        verified = authority().verify(token, issuer=issuer_url)
+        verified = authority().verify(token, issuer=issuer_url,
+                                      check_status=not no_status_check)
     else:
         if issuer_url is None:
             issuer_url = load_config(click.get_current_context().find_root().meta.get(
                 "issuer.config")).issuer
-        verified = verify(token, jwks=load_jwks(jwks_source), issuer=issuer_url)
+        verified = verify(token, jwks=load_jwks(jwks_source), issuer=issuer_url,
+                          status=None if no_status_check else StatusListClient())
     if as_json:
         echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
                    "digest": verified.digest})
@@ -523,6 +528,40 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
     echo_json(verified.claims)
     click.echo(f"verified: iss {verified.issuer}, kid {verified.kid}, alg {verified.alg}, "
                f"digest {verified.digest}", err=True)
+
+
+# --- revocation -----------------------------------------------------------------------------
+
+
+@cli.command()
+@config_option
+@click.argument("ref", metavar="JTI|DIGEST")
+@click.option("--reason", required=True, help="Why (free text, kept in the audit record).")
+@click.option("--suspend", "action", flag_value="suspended",
+              help="Suspend instead of revoking (can be lifted with --unsuspend).")
+@click.option("--unsuspend", "action", flag_value="active", help="Lift a suspension.")
+@json_option
+def revoke(ref: str, reason: str, action: str | None, as_json: bool) -> None:
+    """Revoke a statement (INVALID in its Token Status List), or suspend / un-suspend it.
+
+    Revocation is final; revoking twice changes nothing and says so.
+    """
+    target = action or "revoked"
+    record, changed = authority().set_status(ref, target, reason, actor=local_principal(),
+                                             channel="cli")
+    if as_json:
+        echo_json({"jti": record.jti, "digest": record.digest, "status": target,
+                   "changed": changed, "revoked_at": record.revoked_at,
+                   "revocation_reason": record.revocation_reason})
+        return
+    verb = {"revoked": "revoked", "suspended": "suspended", "active": "un-suspended"}[target]
+    if changed:
+        click.echo(f"{verb} statement {record.jti} ({record.template}, digest "
+                   f"{record.digest[:16]}...)")
+    else:
+        already = f" at {rfc3339(record.revoked_at)} ({record.revocation_reason})" \
+            if target == "revoked" and record.revoked_at else ""
+        click.echo(f"statement {record.jti} was already {target}{already}; nothing changed")
 
 
 # --- audit ----------------------------------------------------------------------------------
@@ -535,6 +574,7 @@ def audit() -> None:
 
 @audit.command("list")
 @config_option
+@click.option("--revoked", is_flag=True, help="Only revoked statements.")
 @click.option("--template", default=None, help="Only statements of this template.")
 @click.option("--software-id", default=None, help="Only statements with this software_id.")
 @click.option("--kid", default=None, help="Only statements signed by this key.")
@@ -542,7 +582,7 @@ def audit() -> None:
               help="Issued at or after WHEN: RFC 3339 date/time, or a duration ago like 7d.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N records.")
 @json_option
-def audit_list(template: str | None, software_id: str | None, kid: str | None,
+def audit_list(revoked: bool, template: str | None, software_id: str | None, kid: str | None,
                since: str | None, limit: int | None, as_json: bool) -> None:
     """List issued statements, oldest first."""
     auth = authority()
@@ -551,13 +591,14 @@ def audit_list(template: str | None, software_id: str | None, kid: str | None,
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
     records = auth.audit.statements(template=template, software_id=software_id, kid=kid,
-                                    since=since_t, limit=limit)
+                                    since=since_t, limit=limit, revoked=True if revoked else None)
     if as_json:
         echo_json([asdict(r) for r in records])
         return
     echo_table([[r.jti, rfc3339(r.iat), r.template, r.software_id or "-",
                  r.software_version or "-", r.kid[:12], f"{r.principal} ({r.channel})",
-                 "revoked" if r.revoked_at else "issued"] for r in records],
+                 f"revoked {rfc3339(r.revoked_at)}: {r.revocation_reason}" if r.revoked_at
+                 else "issued"] for r in records],
                ["JTI", "ISSUED", "TEMPLATE", "SOFTWARE_ID", "VERSION", "KID", "PRINCIPAL",
                 "STATUS"])
 

@@ -125,6 +125,13 @@ def _optional_duration(value: object) -> int | None:
     return None if value in (None, "never") else _duration(value)
 
 
+def _status_list_size(value: object) -> int:
+    size = _positive_int(value)
+    if not 1024 <= size <= 16 * 1024 * 1024:
+        raise ValueError(f"{size} is outside 1024..16777216 statements per list")
+    return size
+
+
 _REQUIRED = object()
 
 
@@ -140,6 +147,8 @@ _SCHEMA: dict[str, tuple[_Parser, object]] = {
     "max_lifetime": (_duration, "400d"),
     "rotation_period": (_optional_duration, "never"),
     "key_grace_period": (_duration, "1d"),
+    "status_list_size": (_status_list_size, 131072),
+    "status_list_ttl": (_positive_int, 300),
     "service.host": (_string, "127.0.0.1"),
     "service.port": (_port, 8000),
     "service.jwks_max_age": (_positive_int, 300),
@@ -173,6 +182,9 @@ class Config:
     rotation_period: int | None
     #: How long a retired key stays published after the last statement it signed expires.
     key_grace_period: int
+    #: Statements per Token Status List, and how long verifiers may cache one (seconds).
+    status_list_size: int
+    status_list_ttl: int
     service: ServiceConfig
 
     @property
@@ -273,6 +285,8 @@ def load_config(
         max_lifetime=values["max_lifetime"],
         rotation_period=values["rotation_period"],
         key_grace_period=values["key_grace_period"],
+        status_list_size=values["status_list_size"],
+        status_list_ttl=values["status_list_ttl"],
         service=ServiceConfig(
             host=values["service.host"],
             port=values["service.port"],
@@ -293,6 +307,8 @@ default_alg = "{alg}"
 max_lifetime = "400d"
 rotation_period = "90d"        # scheduled key rotation ("never" to rotate only by hand)
 key_grace_period = "1d"        # a retired key stays published this long after its last statement expires
+status_list_size = 131072      # statements per Token Status List (docs/revocation.md)
+status_list_ttl = 300          # seconds verifiers may cache a status list
 
 [service]
 host = "127.0.0.1"

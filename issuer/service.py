@@ -30,7 +30,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .authority import Authority
 from .clock import format_duration, parse_time
-from .errors import InvalidRequest, IssuerError, MissingToken, NotFound, RequestTooLarge
+from .errors import (
+    InsufficientScope,
+    InvalidRequest,
+    IssuerError,
+    MissingToken,
+    NotFound,
+    RequestTooLarge,
+)
 from .ratelimit import RateLimiter
 from .statements import parse_mint_request
 from .merkle import leaf_hash
@@ -41,6 +48,8 @@ log = logging.getLogger("issuer.service")
 
 MAX_BODY = 64 * 1024
 JWK_SET_TYPE = "application/jwk-set+json"
+STATUSLIST_JWT = "application/statuslist+jwt"
+STATUSLIST_JSON = "application/statuslist+json"
 HISTORICAL_KEYS_TYPE = "application/jwk-set+jwt"
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
@@ -68,6 +77,21 @@ class MintBody(BaseModel):
     template: str = Field(examples=["mcp-connector"])
     claims: dict[str, Any] = Field(default_factory=dict,
                                    examples=[{"software_version": "1.4.2"}])
+
+
+class StatusBody(BaseModel):
+    """``POST /v1/status``."""
+
+    model_config = ConfigDict(extra="forbid")
+    software_statement: str = Field(max_length=64 * 1024)
+
+
+class RevokeBody(BaseModel):
+    """``POST /v1/statements/{jti}/revoke``."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+    status: Literal["revoked", "suspended", "active"] = "revoked"
 
 
 class MintResponse(BaseModel):
@@ -330,6 +354,8 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0) -> Fast
             "statement_signing_alg_values_supported": sorted({k.alg for k in published}),
             "statements_endpoint": f"{config.issuer}/v1/statements",
             "templates_endpoint": f"{config.issuer}/v1/templates",
+            "status_endpoint": f"{config.issuer}/v1/status",
+            "status_list_uri_prefix": f"{config.issuer}/v1/status-lists/",
             "transparency_log": {
                 "origin": authority.log.origin,
                 "checkpoint_uri": f"{config.issuer}/v1/log/checkpoint",
@@ -384,6 +410,7 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0) -> Fast
         since: str | None = Query(None, description="RFC 3339 date/time, or a duration ago: 7d"),
         cursor: str | None = Query(None, description="next_cursor of the previous page"),
         limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX),
+        revoked: bool | None = Query(None, description="true: only revoked; false: only not"),
         _: ApiToken = Depends(auditor),
     ) -> dict[str, Any]:
         try:
@@ -392,7 +419,8 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0) -> Fast
             raise InvalidRequest(f"since: {exc}") from None
         after = decode_cursor(cursor) if cursor else None
         page = authority.audit.statements(template=template, software_id=software_id, kid=kid,
-                                          since=since_t, after_index=after, limit=limit + 1)
+                                          since=since_t, after_index=after, limit=limit + 1,
+                                          revoked=revoked)
         more = len(page) > limit
         page = page[:limit]
         return {"statements": [asdict(r) for r in page],
@@ -432,6 +460,48 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0) -> Fast
             raise NotFound(f"no template named {name!r} that this token may mint")
         t = authority.templates.load(name)
         return {"name": t.name, "extends": list(t.chain[1:]), "digest": t.digest, **t.content()}
+
+    # --- revocation and status ------------------------------------------------------------------
+
+    def admin(token: ApiToken = Depends(caller)) -> ApiToken:
+        if token.role != "admin":
+            raise InsufficientScope(f"token '{token.name}' ({token.role}) may not revoke; an "
+                                    "admin token may")
+        return token
+
+    @app.post("/v1/statements/{jti}/revoke", tags=["statements"],
+              summary="Revoke (or suspend, un-suspend) a statement (admin)",
+              responses=errors(400, 401, 403, 404, 409, 429))
+    def revoke(jti: str, body: RevokeBody, token: ApiToken = Depends(admin)) -> dict[str, Any]:
+        record, changed = authority.set_status(jti, body.status, body.reason, actor=token.name,
+                                               channel="http")
+        return {"jti": record.jti, "digest": record.digest, "status": body.status,
+                "changed": changed, "revoked_at": record.revoked_at,
+                "revocation_reason": record.revocation_reason}
+
+    @app.get("/v1/status-lists/{list_id}", tags=["public"],
+             summary="A Token Status List (statuslist+jwt; Accept: application/statuslist+json "
+                     "for the unsigned form)",
+             responses={200: {"content": {STATUSLIST_JWT: {}, STATUSLIST_JSON: {}}},
+                        304: {"description": "Not modified"}, **errors(404)})
+    def status_list(list_id: str, request: Request) -> Response:
+        token, claims = authority.status.document(list_id, authority.keystore)
+        unsigned = STATUSLIST_JSON in request.headers.get("accept", "")
+        body = json.dumps(claims, separators=(",", ":")).encode() if unsigned else token.encode()
+        etag = '"' + base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode() + '"'
+        age = max(0, authority.now() - int(claims["iat"]))
+        headers = {"ETag": etag, "Vary": "Accept",
+                   "Cache-Control": f"public, max-age={max(0, int(claims['ttl']) - age)}"}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=STATUSLIST_JSON if unsigned else STATUSLIST_JWT,
+                        headers=headers)
+
+    @app.post("/v1/status", tags=["public"],
+              summary="The status of a statement this issuer signed: active, revoked, "
+                      "suspended, expired or unknown", responses=errors(400, 413))
+    def statement_status(body: StatusBody) -> dict[str, Any]:
+        return authority.statement_status(body.software_statement)
 
     # --- transparency log ------------------------------------------------------------------------
 

@@ -110,9 +110,11 @@ def new_jti() -> str:
 
 
 def build_payload(*, issuer: str, claims: Mapping[str, Any], iat: int, lifetime: int,
-                  jti: str) -> dict[str, Any]:
-    """The signed payload. The issuer's own claims are written last, so nothing overrides them."""
-    return {**claims, "iss": issuer, "iat": iat, "exp": iat + lifetime, "jti": jti}
+                  jti: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """The signed payload. The issuer's own claims are written last, so nothing overrides them;
+    ``status`` is the Token Status List reference (draft-ietf-oauth-status-list section 6)."""
+    return {**claims, "iss": issuer, "iat": iat, "exp": iat + lifetime, "jti": jti,
+            "status": dict(status)}
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:

@@ -27,10 +27,11 @@ from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from . import metadata
+from . import metadata, statuslist
 from .clock import Clock, SystemClock
 from .encoding import b64url_decode, statement_digest
 from .errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
+from .remote import StatusListClient, status_reference
 
 #: Algorithms a statement may be signed with. ``EdDSA`` (RFC 8037) is the deprecated
 #: polymorphic name of ``Ed25519`` (RFC 9864 section 2.2), still emitted by older signers.
@@ -160,6 +161,16 @@ def _import_public(jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
         raise invalid(f"key {jwk.get('kid')!r} in the issuer's JWKS is not a valid JWK") from None
 
 
+def verify_signature(token: str, jwks: Mapping[str, Any],
+                     algorithms: Collection[str] = DEFAULT_ALGORITHMS) -> bytes:
+    """Check the header rules and the signature of a compact JWS against ``jwks``; the
+    payload bytes. Statements and status lists both go through here."""
+    algorithms = [a for a in algorithms if a in _KEY_FOR_ALG]  # never none, never HMAC
+    header = _json_object(_segments(token)[0], "header")
+    alg = _check_header(header, algorithms)
+    return _verify_signature(token.strip(), jwks, header.get("kid"), alg)
+
+
 def _verify_signature(token: str, jwks: Mapping[str, Any], kid: str | None, alg: str) -> bytes:
     for jwk in select_keys(jwks, kid, alg):
         key = _import_public(jwk)
@@ -201,6 +212,21 @@ def check_metadata(claims: Mapping[str, Any]) -> None:
         raise invalid(f"claim '{first.claim}': {first.message} ({first.rule})")
 
 
+def check_status(claims: Mapping[str, Any], client: StatusListClient, *,
+                 jwks: Mapping[str, Any], issuer: str) -> None:
+    """Refuse a statement its issuer revoked or suspended (draft-ietf-oauth-status-list s8)."""
+    ref = status_reference(claims)
+    if ref is None:
+        return
+    value = client.status(ref[0], ref[1], jwks=jwks, issuer=issuer)
+    if value == statuslist.INVALID:
+        raise invalid(f"revoked by its issuer (status list {ref[0]}, index {ref[1]})")
+    if value == statuslist.SUSPENDED:
+        raise invalid(f"suspended by its issuer (status list {ref[0]}, index {ref[1]})")
+    if value != statuslist.VALID:
+        raise invalid(f"status {value:#04x} in status list {ref[0]} is not VALID")
+
+
 def verify(
     token: str,
     *,
@@ -209,19 +235,21 @@ def verify(
     algorithms: Collection[str] = DEFAULT_ALGORITHMS,
     clock: Clock | None = None,
     leeway: int = DEFAULT_LEEWAY,
+    status: StatusListClient | None = None,
 ) -> VerifiedStatement:
     """Verify ``token`` as a statement of ``issuer`` signed by a key of ``jwks``.
+
+    With ``status``, a statement that carries a Token Status List reference is also checked
+    against that list (fetched, verified with ``jwks`` and cached for its ``ttl``): a revoked or
+    suspended statement is refused. Without it the status is not checked: say so explicitly.
 
     Raises InvalidSoftwareStatement, or UnapprovedSoftwareStatement when it was issued by
     someone other than ``issuer``.
     """
-    algorithms = [a for a in algorithms if a in _KEY_FOR_ALG]  # never none, never HMAC
-    header_segment, _, _ = _segments(token)
+    payload = verify_signature(token, jwks, algorithms)
     token = token.strip()
-    header = _json_object(header_segment, "header")
-    alg = _check_header(header, algorithms)
-    kid = header.get("kid")
-    payload = _verify_signature(token, jwks, kid, alg)
+    header = read_header(token)
+    alg, kid = header["alg"], header.get("kid")
     try:
         claims = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
@@ -235,5 +263,7 @@ def verify(
     now = (clock or SystemClock()).now()
     check_times(claims, now, leeway)
     check_metadata(claims)
+    if status is not None:
+        check_status(claims, status, jwks=jwks, issuer=issuer)
     return VerifiedStatement(header=header, claims=claims, kid=kid, alg=alg,
                              digest=statement_digest(token))

@@ -244,3 +244,59 @@ def test_the_served_issuer_rotates_on_schedule(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+def test_revocation_while_serving(tmp_path: Path) -> None:
+    """Revoke a statement while the service runs: verifiers refuse it once their cached list
+    is older than its ttl, its sibling stays valid, and a restart changes nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    home = tmp_path / "issuer"
+    subprocess.run([installed_issuer(), "init", "--dir", str(home), "--issuer", url], env=env,
+                   check=True, capture_output=True)
+    config = home / "issuer.toml"
+    config.write_text(config.read_text().replace("status_list_ttl = 300", "status_list_ttl = 1"))
+    served = Served(home, url, start(home, env, port), env)
+    try:
+        minter = served.token("ci", "--role", "minter", "--template", "desktop-agent")
+        admin = served.token("ops", "--role", "admin")
+        tokens = [httpx.post(f"{url}/v1/statements", headers={"Authorization": f"Bearer {minter}"},
+                             json={"template": "desktop-agent",
+                                   "claims": {"software_version": v}}).json()
+                  for v in ("1", "2")]
+        bad, sibling = (t["software_statement"] for t in tokens)
+
+        def cli_verify(token: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([installed_issuer(), "verify", token, "--jwks",
+                                   f"{url}/.well-known/jwks.json", "--issuer", url],
+                                  env=env, text=True, capture_output=True, timeout=60)
+
+        from issuer.remote import StatusListClient
+        from issuer.verify import verify
+
+        jwks = httpx.get(f"{url}/.well-known/jwks.json").json()
+        client = StatusListClient()  # one verifier process with a warm cache
+        assert verify(bad, jwks=jwks, issuer=url, status=client)
+        assert cli_verify(bad).returncode == 0
+        r = httpx.post(f"{url}/v1/statements/{tokens[0]['jti']}/revoke",
+                       headers={"Authorization": f"Bearer {admin}"}, json={"reason": "malicious"})
+        assert r.status_code == 200 and r.json()["changed"] is True
+        time.sleep(1.1)  # the list's ttl
+        with pytest.raises(Exception, match="revoked by its issuer"):
+            verify(bad, jwks=jwks, issuer=url, status=client)
+        refused = cli_verify(bad)
+        assert refused.returncode == 1 and "revoked by its issuer" in refused.stderr
+        assert cli_verify(sibling).returncode == 0
+        status = httpx.post(f"{url}/v1/status", json={"software_statement": bad}).json()
+        assert status["status"] == "revoked" and status["reason"] == "malicious"
+        assert httpx.post(f"{url}/v1/status",
+                          json={"software_statement": sibling}).json()["status"] == "active"
+        served.process.kill()
+        served.process.wait(timeout=10)
+        served.process = start(home, env, port)
+        assert httpx.post(f"{url}/v1/status", json={"software_statement": bad}).json()["status"] == "revoked"
+        assert cli_verify(bad).returncode == 1
+    finally:
+        served.process.kill()
+        served.process.wait(timeout=10)

@@ -337,7 +337,9 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
         ("/healthz", "get"), ("/v1/statements", "post"), ("/v1/statements", "get"),
         ("/v1/statements/{jti}", "get"), ("/v1/templates", "get"), ("/v1/templates/{name}", "get"),
         ("/v1/log/checkpoint", "get"), ("/v1/log/key", "get"), ("/v1/log/proof/inclusion", "get"),
-        ("/v1/log/proof/consistency", "get"), ("/v1/log/entries", "get")}
+        ("/v1/log/proof/consistency", "get"), ("/v1/log/entries", "get"),
+        ("/v1/statements/{jti}/revoke", "post"), ("/v1/status-lists/{list_id}", "get"),
+        ("/v1/status", "post")}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     mint = spec["paths"]["/v1/statements"]["post"]
     assert mint["security"] == [{"HTTPBearer": []}]
@@ -353,6 +355,7 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
 ROUTES = ["/.well-known/jwks.json", "/.well-known/software-statement-issuer", "/healthz",
           "/.well-known/historical-keys", "/v1/log/checkpoint", "/v1/log/key",
           "/v1/log/proof/inclusion", "/v1/log/proof/consistency", "/v1/log/entries",
+          "/v1/status", "/v1/status-lists/x", "/v1/statements/x/revoke",
           "/v1/statements", "/v1/statements/x", "/v1/templates", "/v1/templates/mcp-connector",
           "/openapi.json", "/nope"]
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)

@@ -247,8 +247,9 @@ def test_a_database_from_before_the_log_catches_up_once(tmp_path: Path) -> None:
     mint_some(auth, 3)
     auth.close()
     conn = db(home)  # what a version-2 database looked like: events, no log
-    conn.execute("DROP TABLE log_nodes")
-    conn.execute("DROP TABLE log_checkpoints")
+    for table in ("log_nodes", "log_checkpoints", "status_lists", "status_entries"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DROP INDEX statements_revoked")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     auth = reopen(home)

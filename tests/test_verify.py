@@ -233,12 +233,16 @@ def test_verify_cli(cli: Cli, tmp_path: Path, jwks_server: tuple[str, Path]) -> 
     assert piped.exit_code == 0
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(cli("jwks").stdout)
+    # Offline there is no status list to fetch: fail closed, unless told not to check it.
+    assert_one_line_error(cli("verify", token, "--jwks", str(jwks_file), "--issuer", ISS,
+                              config=False), 1, "status list", "unavailable")
     offline = cli("verify", token, "--jwks", str(jwks_file), "--issuer", ISS, "--json",
-                  config=False)
+                  "--no-status-check", config=False)
     assert offline.exit_code == 0 and json.loads(offline.stdout)["valid"] is True
     url, www = jwks_server
     (www / "jwks.json").write_text(jwks_file.read_text())
-    remote = cli("verify", token, "--jwks", f"{url}/jwks.json", "--issuer", ISS, config=False)
+    remote = cli("verify", token, "--jwks", f"{url}/jwks.json", "--issuer", ISS,
+                 "--no-status-check", config=False)
     assert remote.exit_code == 0, remote.stderr
     assert_one_line_error(cli("verify", token, "--issuer", "https://other.example"), 1,
                           "is not the expected issuer")

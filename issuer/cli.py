@@ -25,7 +25,7 @@ from .config import SIGNING_ALGS, load_config
 from .errors import IssuerError, UsageError
 from .files import atomic_write
 from .jwks import load_jwks
-from .remote import StatusListClient
+from .verifier import StatementVerifier, TrustedIssuer
 from .statements import MintRequest, parse_mint_request
 from .tlog import verify_inclusion_offline, verify_log
 from .verify import verify
@@ -519,8 +519,14 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
         if issuer_url is None:
             issuer_url = load_config(click.get_current_context().find_root().meta.get(
                 "issuer.config")).issuer
-        verified = verify(token, jwks=load_jwks(jwks_source), issuer=issuer_url,
-                          status=None if no_status_check else StatusListClient())
+        remote = jwks_source.startswith(("https://", "http://"))
+        try:
+            trusted = TrustedIssuer(issuer=issuer_url, check_status=not no_status_check,
+                                    jwks_uri=jwks_source if remote else None,
+                                    jwks=None if remote else load_jwks(jwks_source))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        verified = StatementVerifier(trusted=[trusted]).verify(token)
     if as_json:
         echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
                    "digest": verified.digest})

@@ -1,9 +1,16 @@
-"""What a verifier fetches from an issuer: Token Status Lists (and, with them, the HTTP rules).
+"""What a verifier fetches from an issuer, and how it caches it.
 
-:class:`StatusListClient` fetches a ``statuslist+jwt`` (draft-ietf-oauth-status-list section
-8, "Status List Request"), verifies its signature with the issuer's JWKS, checks ``typ``,
-``sub``, ``iss``, ``iat`` and ``exp``, and keeps the decoded list for ``ttl`` seconds, so one
-cached document answers for every statement on the list.
+- :class:`RemoteJwks`: the issuer's JWK Set, cached as its ``Cache-Control`` says and
+  revalidated with its ``ETag``; an unknown ``kid`` refreshes it at most once per
+  ``min_refresh_interval`` (a burst of forged kids can't make it fetch in a loop); when the
+  issuer is unreachable the last good set keeps serving for at most ``max_stale`` seconds.
+- :class:`HistoricalKeysClient`: the issuer's signed historical keys (OpenID Federation 1.0),
+  to tell "this key was revoked, compromised" from "nobody knows this key".
+- :class:`StatusListClient`: Token Status Lists (draft-ietf-oauth-status-list section 8),
+  verified with the issuer's JWKS and kept for their ``ttl``, so one cached document answers
+  for every statement on the list.
+
+Every fetch is https (http only on loopback), bounded in time and size.
 """
 
 from __future__ import annotations
@@ -36,24 +43,49 @@ def invalid(reason: str) -> InvalidSoftwareStatement:
     return InvalidSoftwareStatement(f"software statement rejected: {reason}")
 
 
-def http_fetch(url: str, accept: str = STATUSLIST_ACCEPT, limit: int = MAX_STATUS_LIST_BYTES,
-               timeout: float = FETCH_TIMEOUT) -> bytes:
-    """GET over https (http only on loopback), bounded in time and size."""
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class FetchError(Exception):
+    """A document could not be fetched (network, HTTP status, size)."""
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None, *, limit: int,
+             timeout: float = FETCH_TIMEOUT) -> HttpResponse:
+    """GET over https (http only on loopback), bounded in time and size; 304 is a response,
+    any other non-2xx a FetchError."""
     parts = urlsplit(url)
     if parts.scheme != "https" and not (parts.scheme == "http"
                                         and is_loopback_host(parts.hostname or "")):
-        raise invalid(f"status list {url} is not an https URL")
-    request = urllib.request.Request(url, headers={"Accept": accept})
+        raise FetchError(f"{url} is not an https URL")
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             body: bytes = response.read(limit + 1)
+            status, got = response.status, response.headers
     except urllib.error.HTTPError as exc:
-        raise invalid(f"status list {url} answered HTTP {exc.code}") from None
+        if exc.code == 304:
+            return HttpResponse(304, {k.lower(): v for k, v in exc.headers.items()}, b"")
+        raise FetchError(f"{url} answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise invalid(f"status list {url} unavailable: {getattr(exc, 'reason', exc)}") from None
+        raise FetchError(f"{url} unavailable: {getattr(exc, 'reason', exc)}") from None
     if len(body) > limit:
-        raise invalid(f"status list {url} is larger than {limit} bytes")
-    return body
+        raise FetchError(f"{url} is larger than {limit} bytes")
+    return HttpResponse(status, {k.lower(): v for k, v in got.items()}, body)
+
+
+def http_fetch(url: str, accept: str = STATUSLIST_ACCEPT, limit: int = MAX_STATUS_LIST_BYTES,
+               timeout: float = FETCH_TIMEOUT) -> bytes:
+    """The body of a status list (or any document), or InvalidSoftwareStatement: a verifier
+    that can't learn a statement's status fails closed."""
+    try:
+        return http_get(url, {"Accept": accept}, limit=limit, timeout=timeout).body
+    except FetchError as exc:
+        raise invalid(f"status list {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -141,3 +173,127 @@ class StatusListClient:
         if exp is not None:
             ttl = min(ttl, max(0, int(exp - now)))
         return lst, ttl
+
+
+HttpGet = Callable[[str, Mapping[str, str]], HttpResponse]
+MAX_JWKS_BYTES = 1024 * 1024
+JWKS_ACCEPT = "application/jwk-set+json, application/json"
+HISTORICAL_ACCEPT = "application/jwk-set+jwt"
+
+
+def cache_lifetime(headers: Mapping[str, str], default: int, cap: int) -> int:
+    """Seconds a response may be reused (RFC 9111 section 5.2.2): ``max-age``, zero for
+    ``no-store``/``no-cache``, ``default`` when unsaid; never more than ``cap``."""
+    directives = [d.strip().lower() for d in headers.get("cache-control", "").split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return 0
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name == "max-age" and value.strip().isdigit():
+            return min(int(value), cap)
+    return min(default, cap)
+
+
+class RemoteJwks:
+    """An issuer's JWK Set behind HTTP caching, bounded refreshes and a bounded stale window."""
+
+    def __init__(self, uri: str, *, clock: Clock | None = None, get: HttpGet | None = None,
+                 min_refresh_interval: float = 60.0, max_stale: float = 86400.0,
+                 default_max_age: int = 300, max_age_cap: int = 86400,
+                 timeout: float = FETCH_TIMEOUT) -> None:
+        self.uri = uri
+        self.clock: Clock = clock or SystemClock()
+        self._get: HttpGet = get or (lambda url, headers: http_get(
+            url, headers, limit=MAX_JWKS_BYTES, timeout=timeout))
+        self.min_refresh_interval = min_refresh_interval
+        self.max_stale = max_stale
+        self.default_max_age = default_max_age
+        self.max_age_cap = max_age_cap
+        self._lock = threading.Lock()  # one fetch at a time: concurrent misses share it
+        self._jwks: dict[str, Any] | None = None
+        self._etag: str | None = None
+        self._expires = 0.0
+        self._good_at = 0.0
+        self._last_attempt = float("-inf")
+        self._failing = False
+        self.fetches = 0
+
+    def get(self, kid: str | None = None) -> dict[str, Any]:
+        """The key set to verify a token whose header names ``kid``."""
+        with self._lock:
+            now = self.clock.now()
+            if self._jwks is not None:
+                fresh = now < self._expires
+                known = kid is None or any(k.get("kid") == kid for k in self._jwks["keys"]
+                                           if isinstance(k, dict))
+                if fresh and known:
+                    return self._jwks
+                recent = now - self._last_attempt < self.min_refresh_interval
+                if fresh and recent:
+                    return self._jwks  # refreshed a moment ago: an unknown kid stays unknown
+                if not fresh and recent and self._failing and \
+                        now - self._good_at <= self.max_stale:
+                    return self._jwks  # the issuer is down: back off, serve the last good set
+            self._refresh(now)
+            assert self._jwks is not None
+            return self._jwks
+
+    def _refresh(self, now: float) -> None:
+        self._last_attempt = now
+        headers = {"Accept": JWKS_ACCEPT}
+        if self._etag and self._jwks is not None:
+            headers["If-None-Match"] = self._etag
+        self.fetches += 1
+        try:
+            response = self._get(self.uri, headers)
+            if response.status != 304 or self._jwks is None:
+                jwks = json.loads(response.body)
+                if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+                    raise FetchError(f"{self.uri} is not a JWK Set")
+                self._jwks = jwks
+                self._etag = response.headers.get("etag")
+        except (FetchError, ValueError, UnicodeDecodeError) as exc:
+            self._failing = True
+            if self._jwks is not None and now - self._good_at <= self.max_stale:
+                return  # the issuer is briefly unreachable: keep the last good set
+            raise invalid(f"the issuer's JWKS is unavailable: {exc}") from None
+        self._failing = False
+        self._good_at = now
+        self._expires = now + cache_lifetime(response.headers, self.default_max_age,
+                                             self.max_age_cap)
+
+
+class HistoricalKeysClient:
+    """The issuer's signed historical keys, fetched only to explain an unknown ``kid``."""
+
+    def __init__(self, uri: str, *, clock: Clock | None = None, get: HttpGet | None = None,
+                 lifetime: int = 300, timeout: float = FETCH_TIMEOUT) -> None:
+        self.uri = uri
+        self.clock: Clock = clock or SystemClock()
+        self._get: HttpGet = get or (lambda url, headers: http_get(
+            url, headers, limit=MAX_JWKS_BYTES, timeout=timeout))
+        self.lifetime = lifetime
+        self._cached: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._lock = threading.Lock()
+
+    def lookup(self, kid: str, *, jwks: Mapping[str, Any], issuer: str) -> dict[str, Any] | None:
+        """The historical entry of ``kid`` (with ``revoked`` when revoked), or None when the
+        document can't be had or doesn't list it. Never raises: it only explains."""
+        from .verify import read_header, verify_signature
+
+        with self._lock:
+            now = self.clock.now()
+            if self._cached is None or now >= self._cached[0]:
+                try:
+                    token = self._get(self.uri, {"Accept": HISTORICAL_ACCEPT}).body.decode().strip()
+                    if read_header(token).get("typ") != "jwk-set+jwt":
+                        return None
+                    doc = json.loads(verify_signature(token, jwks))
+                    if doc.get("iss") != issuer or not isinstance(doc.get("keys"), list):
+                        return None
+                except (FetchError, InvalidSoftwareStatement, ValueError, UnicodeDecodeError,
+                        AttributeError):
+                    return None
+                self._cached = (now + self.lifetime, {k["kid"]: k for k in doc["keys"]
+                                                      if isinstance(k, dict) and "kid" in k})
+            return self._cached[1].get(kid)

@@ -92,8 +92,18 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def read_header(token: object) -> dict[str, Any]:
-    """The unverified JOSE header, for routing (which issuer, which key). Trust nothing in it."""
-    return _json_object(_segments(token)[0], "header")
+    """The unverified JOSE header, for routing (which issuer, which key). Trust nothing in it;
+    a header that carries its own key is refused right here, before anything is fetched."""
+    header = _json_object(_segments(token)[0], "header")
+    for name in KEY_CARRYING_HEADERS:
+        if name in header:
+            raise invalid(f"header carries '{name}'; keys are taken only from the issuer's JWKS")
+    return header
+
+
+def read_unverified_claims(token: object) -> dict[str, Any]:
+    """The payload before any verification, only to route (which trusted issuer?)."""
+    return _json_object(_segments(token)[1], "payload")
 
 
 def _check_header(header: Mapping[str, Any], algorithms: Collection[str]) -> str:
@@ -101,9 +111,6 @@ def _check_header(header: Mapping[str, Any], algorithms: Collection[str]) -> str
     if not isinstance(alg, str) or alg not in algorithms:
         allowed = ", ".join(algorithms)
         raise invalid(f"alg {alg!r} is not allowed (allowed: {allowed})")
-    for name in KEY_CARRYING_HEADERS:
-        if name in header:
-            raise invalid(f"header carries '{name}'; keys are taken only from the issuer's JWKS")
     if "crit" in header:
         raise invalid("header has critical extensions this verifier does not understand "
                       "(RFC 7515 section 4.1.11)")
@@ -166,7 +173,7 @@ def verify_signature(token: str, jwks: Mapping[str, Any],
     """Check the header rules and the signature of a compact JWS against ``jwks``; the
     payload bytes. Statements and status lists both go through here."""
     algorithms = [a for a in algorithms if a in _KEY_FOR_ALG]  # never none, never HMAC
-    header = _json_object(_segments(token)[0], "header")
+    header = read_header(token)
     alg = _check_header(header, algorithms)
     return _verify_signature(token.strip(), jwks, header.get("kid"), alg)
 
@@ -191,12 +198,13 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
-def check_times(claims: Mapping[str, Any], now: float, leeway: int) -> None:
-    """``exp`` and ``iat`` required; ``exp``, ``iat``, ``nbf`` against the clock."""
-    for name in ("exp", "iat"):
+def check_times(claims: Mapping[str, Any], now: float, leeway: int,
+                require_exp: bool = True) -> None:
+    """``iat`` (and by default ``exp``) required; ``exp``, ``iat``, ``nbf`` against the clock."""
+    for name in ("exp", "iat") if require_exp else ("iat",):
         if name not in claims:
             raise invalid(f"claim '{name}' is missing")
-    if now >= _number(claims, "exp") + leeway:
+    if "exp" in claims and now >= _number(claims, "exp") + leeway:
         raise invalid(f"expired at {int(_number(claims, 'exp'))} (now {int(now)})")
     if _number(claims, "iat") > now + leeway:
         raise invalid(f"issued in the future (iat {int(_number(claims, 'iat'))}, now {int(now)})")
@@ -236,6 +244,7 @@ def verify(
     clock: Clock | None = None,
     leeway: int = DEFAULT_LEEWAY,
     status: StatusListClient | None = None,
+    require_exp: bool = True,
 ) -> VerifiedStatement:
     """Verify ``token`` as a statement of ``issuer`` signed by a key of ``jwks``.
 
@@ -261,7 +270,7 @@ def verify(
             f"software statement rejected: iss {claims.get('iss')!r} is not the expected "
             f"issuer {issuer!r}")
     now = (clock or SystemClock()).now()
-    check_times(claims, now, leeway)
+    check_times(claims, now, leeway, require_exp)
     check_metadata(claims)
     if status is not None:
         check_status(claims, status, jwks=jwks, issuer=issuer)

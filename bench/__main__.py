@@ -1,19 +1,29 @@
-"""``make bench``: every benchmark case, with its ratio against a baseline measured in this run."""
+"""``make bench``: every benchmark case, each ratio against a baseline measured in this run.
+
+Cases and methods: docs/performance.md. ``BENCH_SCALE_ENTRIES`` (default 1,000,000) sets the
+size of the scale case.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from . import bench_log
+from . import bench_http, bench_log, bench_mint, bench_scale, bench_verify
 from .common import machine, print_table
 
 
 def main() -> int:
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}", flush=True)
     started = time.perf_counter()
     rows = []
-    rows += bench_log.run()
+    for name, case in (("batch mint", bench_mint), ("HTTP mint and JWKS", bench_http),
+                       ("verify", bench_verify), ("log append", bench_log),
+                       ("scale", bench_scale)):
+        began = time.perf_counter()
+        print(f"running {name}...", flush=True)
+        rows += case.run()
+        print(f"  {name}: {time.perf_counter() - began:.0f}s", flush=True)
     print()
     print_table(rows)
     print(f"\ntotal {time.perf_counter() - started:.0f}s")

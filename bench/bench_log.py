@@ -65,9 +65,11 @@ def append_rate(n: int, appends: int, directory: Path) -> float:
     def run() -> int:
         for _ in range(appends):
             conn.execute("BEGIN IMMEDIATE")
+            log.begin()
             log.append(size[0], b'{"bench":%d}' % size[0])
             log.checkpoint(0)
             conn.execute("COMMIT")
+            log.discard()
             size[0] += 1
         return appends
 

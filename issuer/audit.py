@@ -5,9 +5,11 @@ Two kinds of rows:
 - ``events``: the append-only record of everything that happened (statement issued, template
   changed, key generated, token created, ...), numbered by a gapless ``idx`` from 0. Each event
   is a canonical JSON object; later the transparency log hashes exactly these bytes.
-- ``statements``: one row per issued statement, holding every field SPEC "Audit" lists, for
-  queries. Its ``log_index`` points at the ``statement.issued`` event that carries the same
-  values. Rows are never updated in place except by a revocation, which is itself an event.
+- ``statements``: one row per issued statement with the fields queries filter on; its
+  ``log_index`` points at the ``statement.issued`` event, which holds the full record (claims,
+  mint-time values, the statement itself). Reading a record joins the two, so the large
+  values are stored once. Rows are never updated in place except by a revocation, which is
+  itself an event.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed transaction has been fsynced
 before ``commit`` returns; callers hand out a statement only after that.
@@ -20,7 +22,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +57,13 @@ MIGRATIONS: tuple[str, ...] = (
         template_digest TEXT NOT NULL,
         software_id TEXT,
         software_version TEXT,
-        claims TEXT NOT NULL,
-        mint_values TEXT NOT NULL,
         iat INTEGER NOT NULL,
         exp INTEGER NOT NULL,
         principal TEXT NOT NULL,
         channel TEXT NOT NULL,
         log_index INTEGER NOT NULL UNIQUE,
         revoked_at INTEGER,
-        revocation_reason TEXT,
-        software_statement TEXT NOT NULL
+        revocation_reason TEXT
     );
     CREATE INDEX statements_template ON statements (template, log_index);
     CREATE INDEX statements_software_id ON statements (software_id, log_index);
@@ -132,7 +131,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_JSON_COLUMNS = ("claims", "mint_values")
+#: Record fields kept only in the ``statement.issued`` event, not in the statements row.
+_STORED_IN_EVENT = ("claims", "mint_values", "software_statement")
 #: The schema version that created the transparency log tables.
 LOG_SCHEMA_VERSION = 3
 
@@ -163,10 +163,11 @@ class StatementRecord:
 
     def event_data(self) -> dict[str, Any]:
         """What the ``statement.issued`` event carries: the record as issued."""
-        data = asdict(self)
-        for key in ("log_index", "revoked_at", "revocation_reason"):
-            del data[key]
-        return data
+        return {name: getattr(self, name) for name in _ISSUED_FIELDS}
+
+
+_ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
+                       if f.name not in ("log_index", "revoked_at", "revocation_reason"))
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,10 @@ def connect(path: Path) -> sqlite3.Connection:
     # FULL: in WAL mode, NORMAL may lose the last commits on power loss; a returned statement
     # must never lose its record.
     conn.execute("PRAGMA synchronous = FULL")
-    # 64 MiB of page cache: the log's upper tree levels and the indexes stay hot as it grows.
-    conn.execute("PRAGMA cache_size = -65536")
+    # Up to 256 MiB of page cache (a maximum, filled only as pages are read): the indexes that
+    # every mint inserts into at random places (jti, digest, status index) stay in memory up
+    # to millions of statements, so a mint costs the same at 1,000 entries as at 1,000,000.
+    conn.execute("PRAGMA cache_size = -262144")
     return conn
 
 
@@ -208,9 +211,11 @@ class AuditStore:
         self.conn = db.conn
         self.path = next((row[2] for row in self.conn.execute("PRAGMA database_list")
                           if row[1] == "main"), "") or ":memory:"
+        self._readers = threading.local()
         #: The transparency log every appended event also enters (attached by the Authority).
         self.log: TransparencyLog | None = None
         self._appended_at: int | None = None  # time of the last event of the open transaction
+        self._next_idx: int | None = None  # the next event index, counted within a transaction
         # One connection is shared by the threads of the service; SQLite serialises inside a
         # connection only per call, so whole transactions take this lock.
         self.lock = threading.RLock()
@@ -259,6 +264,9 @@ class AuditStore:
             except sqlite3.Error as exc:
                 raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
             self._appended_at = None
+            self._next_idx = None
+            if self.log is not None:
+                self.log.begin()
             try:
                 yield
                 if self.log is not None and self._appended_at is not None:
@@ -272,9 +280,18 @@ class AuditStore:
                 if isinstance(exc, sqlite3.Error):
                     raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
                 raise
+            finally:
+                self._next_idx = None
+                if self.log is not None:
+                    self.log.discard()  # committed or not, the next transaction reads afresh
 
     def next_index(self) -> int:
+        """The index the next event gets (read once per transaction, then counted)."""
+        if self.conn.in_transaction and self._next_idx is not None:
+            return self._next_idx
         row = self.conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM events").fetchone()
+        if self.conn.in_transaction:
+            self._next_idx = int(row[0])
         return int(row[0])
 
     def append_event(self, *, time: int, type: str, actor: str, channel: str, subject: str,
@@ -285,10 +302,15 @@ class AuditStore:
         self.conn.execute(
             "INSERT INTO events (idx, time, type, actor, channel, subject, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)", (idx, time, type, actor, channel, subject, text))
+        self._logged(idx, time, type, actor, channel, subject, text)
+        return idx
+
+    def _logged(self, idx: int, time: int, type: str, actor: str, channel: str, subject: str,
+                text: str) -> None:
+        self._next_idx = idx + 1
         if self.log is not None:
             self.log.append(idx, entry_bytes(idx, time, type, actor, channel, subject, text))
             self._appended_at = time
-        return idx
 
     def entries(self, start: int, end: int) -> list[bytes]:
         """The leaf bytes of events ``start <= idx < end``, in order."""
@@ -309,21 +331,32 @@ class AuditStore:
 
     def record_statement(self, record: StatementRecord) -> StatementRecord:
         """Append the ``statement.issued`` event and its queryable row (inside a transaction)."""
-        idx = self.append_event(time=record.iat, type="statement.issued", actor=record.principal,
-                                channel=record.channel, subject=record.jti,
-                                data=record.event_data())
-        self.conn.execute(
+        return self.record_statements([record])[0]
+
+    def record_statements(self, records: list[StatementRecord]) -> list[StatementRecord]:
+        """Append a ``statement.issued`` event and a queryable row per record, in order, with
+        one statement per table (a batch of 10,000 is two ``executemany``)."""
+        start = self.next_index()
+        events, rows, done = [], [], []
+        for offset, record in enumerate(records):
+            idx = start + offset
+            text = canonical_json(record.event_data()).decode("utf-8")
+            events.append((idx, record.iat, "statement.issued", record.principal,
+                           record.channel, record.jti, text))
+            rows.append((record.jti, record.digest, record.iss, record.kid, record.alg,
+                         record.template, record.template_digest, record.software_id,
+                         record.software_version, record.iat, record.exp, record.principal,
+                         record.channel, idx))
+            done.append(record if record.log_index == idx else replace(record, log_index=idx))
+        self.conn.executemany("INSERT INTO events (idx, time, type, actor, channel, subject, "
+                              "data) VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+        self.conn.executemany(
             "INSERT INTO statements (jti, digest, iss, kid, alg, template, template_digest, "
-            "software_id, software_version, claims, mint_values, iat, exp, principal, channel, "
-            "log_index, software_statement) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?)",
-            (record.jti, record.digest, record.iss, record.kid, record.alg, record.template,
-             record.template_digest, record.software_id, record.software_version,
-             canonical_json(record.claims).decode("utf-8"),
-             canonical_json(record.mint_values).decode("utf-8"), record.iat, record.exp,
-             record.principal, record.channel, idx, record.software_statement),
-        )
-        return StatementRecord(**{**asdict(record), "log_index": idx})
+            "software_id, software_version, iat, exp, principal, channel, log_index) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        for event in events:
+            self._logged(*event)
+        return done
 
     def latest_template_version(self, name: str) -> tuple[str, dict[str, Any]] | None:
         row = self.conn.execute(
@@ -345,6 +378,22 @@ class AuditStore:
 
     # --- reading ---------------------------------------------------------------------
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read on this thread's own read-only connection: it sees every committed write
+        and never waits for the writer's transaction (WAL lets readers run beside it)."""
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            if self.path == ":memory:":
+                with self.lock:
+                    return self.conn.execute(sql, params).fetchall()
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            self._readers.conn = conn
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:
             return list(self.db.query(sql, params))
@@ -352,7 +401,7 @@ class AuditStore:
     def statement(self, ref: str) -> StatementRecord:
         """Look a statement up by ``jti`` or by its lowercase hex ``digest``."""
         column = "digest" if _looks_like_digest(ref) else "jti"
-        rows = self.query(f"SELECT * FROM statements WHERE {column} = ?", (ref.lower()
+        rows = self.query(f"{_RECORDS} WHERE s.{column} = ?", (ref.lower()
                           if column == "digest" else ref,))
         if not rows:
             raise NotFound(f"no statement with {column} {ref!r} in the audit records")
@@ -368,27 +417,28 @@ class AuditStore:
         for column, value in (("template", template), ("software_id", software_id),
                               ("kid", kid)):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"s.{column} = ?")
                 params.append(value)
         if since is not None:
-            where.append("iat >= ?")
+            where.append("s.iat >= ?")
             params.append(since)
         if after_index is not None:
-            where.append("log_index > ?")
+            where.append("s.log_index > ?")
             params.append(after_index)
         if revoked is not None:
-            where.append("revoked_at IS NOT NULL" if revoked else "revoked_at IS NULL")
-        sql = "SELECT * FROM statements"
+            where.append("s.revoked_at IS NOT NULL" if revoked else "s.revoked_at IS NULL")
+        sql = _RECORDS
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY log_index"
+        sql += " ORDER BY s.log_index"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_record(row) for row in self.query(sql, params)]
 
     def check_statement_rows(self) -> int:
         """Every queryable statement row must equal the ``statement.issued`` entry it points
-        at, column by column (the log covers the entries; this covers the copies)."""
+        at, column by column, and its revocation columns the logged revocation (the log covers
+        the entries; this covers the copies)."""
         checked = 0
         with self.lock:
             revocations = {row[0]: (row[1], json.loads(row[2]).get("reason")) for row in
@@ -401,23 +451,22 @@ class AuditStore:
             while batch := cursor.fetchmany(1024):
                 for values in batch:
                     row = dict(zip(names, values))
-                    entry = (row.pop("e_type"), row.pop("e_subject"), row.pop("e_data"))
-                    record = _record(row)
-                    if entry[0] != "statement.issued" or entry[1] != record.jti:
-                        raise LogVerificationError(
-                            f"statement {record.jti} points at log entry {record.log_index}, "
-                            "which is not its issuance")
-                    issued = json.loads(entry[2])
-                    for column, value in record.event_data().items():
+                    kind, subject, data = row.pop("e_type"), row.pop("e_subject"), row.pop("e_data")
+                    where = f"statement {row['jti']} (log entry {row['log_index']})"
+                    if kind != "statement.issued" or subject != row["jti"]:
+                        raise LogVerificationError(f"{where} points at an entry that is not "
+                                                   "its issuance")
+                    issued = json.loads(data)
+                    for column, value in row.items():
+                        if column in ("log_index", "revoked_at", "revocation_reason"):
+                            continue
                         if issued.get(column) != value:
-                            raise LogVerificationError(
-                                f"statement {record.jti} (log entry {record.log_index}): column "
-                                f"'{column}' differs from the logged issuance")
-                    if (record.revoked_at, record.revocation_reason) != \
-                            revocations.get(record.jti, (None, None)):
-                        raise LogVerificationError(
-                            f"statement {record.jti}: revoked_at/revocation_reason differ from "
-                            "its logged revocation")
+                            raise LogVerificationError(f"{where}: column '{column}' differs "
+                                                       "from the logged issuance")
+                    if (row["revoked_at"], row["revocation_reason"]) != \
+                            revocations.get(row["jti"], (None, None)):
+                        raise LogVerificationError(f"{where}: revoked_at/revocation_reason "
+                                                   "differ from its logged revocation")
                     checked += 1
         return checked
 
@@ -456,10 +505,14 @@ def _looks_like_digest(ref: str) -> bool:
     return len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref)
 
 
+#: A statement record: its row, and the large values from its ``statement.issued`` event.
+_RECORDS = ("SELECT s.*, e.data AS issued FROM statements s JOIN events e "
+            "ON e.idx = s.log_index")
+
+
 def _record(row: dict[str, Any]) -> StatementRecord:
-    for column in _JSON_COLUMNS:
-        row[column] = json.loads(row[column])
-    return StatementRecord(**row)
+    issued = json.loads(row.pop("issued"))
+    return StatementRecord(**row, **{name: issued.get(name) for name in _STORED_IN_EVENT})
 
 
 def _event(row: dict[str, Any]) -> Event:

@@ -54,6 +54,8 @@ class _Prepared:
     request: MintRequest
     template: Template
     claims: dict[str, Any]
+    principal: str
+    channel: str
 
 
 class Authority:
@@ -188,48 +190,78 @@ class Authority:
                   progress: Progress | None = None) -> list[MintResult]:
         """Mint all of ``requests`` or none: every one is checked and signed before a single
         transaction records them all."""
-        prepared = [self._prepare(req, i, len(requests)) for i, req in enumerate(requests)]
+        templates: dict[str, Template] = {}  # each template is read once per batch
+        prepared = [self._prepare(req, principal, channel, templates,
+                                  f"item {i + 1}: " if len(requests) > 1 else "")
+                    for i, req in enumerate(requests)]
+        return self._commit(prepared, progress)
+
+    def mint_group(self, items: Sequence[tuple[MintRequest, str, str]]
+                   ) -> list[MintResult | IssuerError]:
+        """Group commit for independent callers (``request, principal, channel``): a request
+        that fails its checks fails alone; the others are recorded in one transaction, and
+        every result is handed out only after it commits."""
+        templates: dict[str, Template] = {}
+        outcomes: list[MintResult | IssuerError | None] = []
+        prepared = []
+        for request, principal, channel in items:
+            try:
+                prepared.append(self._prepare(request, principal, channel, templates, ""))
+                outcomes.append(None)
+            except IssuerError as exc:
+                outcomes.append(exc)
+        committed = iter(self._commit(prepared) if prepared else [])
+        return [outcome if outcome is not None else next(committed) for outcome in outcomes]
+
+    def _commit(self, prepared: Sequence[_Prepared],
+                progress: Progress | None = None) -> list[MintResult]:
         signer = self.keystore.signer()
         now = self.now()
-        committed = []
         # One transaction: the status indices, the signatures that carry them, the records and
         # the log checkpoint commit together, or not at all.
         with self.audit.transaction():
             seen: set[str] = set()
             for item in prepared:
                 if item.template.name not in seen:
-                    self._note_template(item.template, now, principal, channel)
+                    self._note_template(item.template, now, item.principal, item.channel)
                     seen.add(item.template.name)
             refs = self.status.allocate(len(prepared), now)
-            for item, ref in zip(prepared, refs):
+            first = self.audit.next_index()
+            records = []
+            for index, (item, ref) in enumerate(zip(prepared, refs), start=first):
                 jti = new_jti()
                 payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
                                         lifetime=item.template.lifetime, jti=jti,
                                         status=ref.claim())
                 token = signer.sign(encode_payload(payload))
-                committed.append(self.audit.record_statement(StatementRecord(
+                records.append(StatementRecord(
                     jti=jti, digest=statement_digest(token), iss=self.config.issuer,
                     kid=signer.kid, alg=signer.alg, template=item.template.name,
                     template_digest=item.template.digest,
                     software_id=_text(item.claims.get("software_id")),
                     software_version=_text(item.claims.get("software_version")),
                     claims=payload, mint_values=dict(item.request.claims), iat=now,
-                    exp=payload["exp"], principal=principal, channel=channel,
-                    software_statement=token)))
-                self.status.record(ref, jti)
+                    exp=payload["exp"], principal=item.principal, channel=item.channel,
+                    software_statement=token, log_index=index))
                 if progress:
                     progress(1)
+            committed = self.audit.record_statements(records)
+            self.status.record([(ref, r.jti) for ref, r in zip(refs, committed)])
         return [MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
                            kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
                            log_index=r.log_index) for r in committed]
 
-    def _prepare(self, request: MintRequest, index: int, total: int) -> _Prepared:
+    def _prepare(self, request: MintRequest, principal: str, channel: str,
+                 templates: dict[str, Template], label: str) -> _Prepared:
         try:
-            template = self.templates.load(request.template)
-            return _Prepared(request, template, resolve_claims(template, request.claims))
+            template = templates.get(request.template)
+            if template is None:
+                template = templates[request.template] = self.templates.load(request.template)
+            return _Prepared(request, template, resolve_claims(template, request.claims),
+                             principal, channel)
         except IssuerError as exc:
-            if total > 1:  # name the failing item of a batch
-                exc.description = f"item {index + 1}: {exc.description}"
+            if label:  # name the failing item of a batch
+                exc.description = label + exc.description
             raise
 
     def _note_template(self, template: Template, now: int, actor: str, channel: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import string
+import re
 from typing import Any
 
-_B64URL = frozenset(string.ascii_letters + string.digits + "-_")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -28,7 +28,7 @@ def b64url(data: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     """Inverse of :func:`b64url`; raises ValueError on anything but base64url characters."""
-    if not isinstance(text, str) or not _B64URL.issuperset(text):
+    if not isinstance(text, str) or not _B64URL.fullmatch(text):
         raise ValueError("not base64url")
     if len(text) % 4 == 1:
         raise ValueError("not base64url")

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from joserfc import jws
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from .config import normalize_alg
@@ -83,22 +83,56 @@ class KeyInfo:
 
 
 class Signer:
-    """Signs compact JWS with one key. The private key stays inside."""
+    """Signs compact JWS (RFC 7515 section 7.1) with one key. The private key stays inside.
 
-    __slots__ = ("kid", "alg", "_key")
+    The protected header is fixed per key (``alg`` and ``kid`` from the keystore, never from a
+    caller), so its encoding is computed once; each signature then costs one base64 of the
+    payload and one private-key operation. Signatures are in JWS form (RFC 7518 section 3):
+    ECDSA as raw ``r || s``, RSASSA-PSS with a salt as long as the hash.
+    """
 
-    def __init__(self, kid: str, alg: str, key: JoseKey) -> None:
+    __slots__ = ("kid", "alg", "_key", "_prefixes")
+
+    def __init__(self, kid: str, alg: str, key: PrivateKey) -> None:
         self.kid = kid
         self.alg = alg
         self._key = key
+        self._prefixes: dict[str, str] = {}
+
+    def _prefix(self, typ: str) -> str:
+        prefix = self._prefixes.get(typ)
+        if prefix is None:
+            header = {"alg": self.alg, "kid": self.kid, "typ": typ}
+            prefix = b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+            self._prefixes[typ] = prefix
+        return prefix
 
     def sign(self, payload: bytes, typ: str = "JWT") -> str:
-        """Compact JWS (RFC 7515 section 7.1) with ``alg`` and ``kid`` from the keystore."""
-        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
-        return jws.serialize_compact(header, payload, self._key, algorithms=[self.alg])
+        """The compact JWS of ``payload`` with header ``{alg, kid, typ}``."""
+        signing_input = self._prefix(typ) + b64url(payload)
+        return signing_input + "." + b64url(_sign(self.alg, self._key, signing_input.encode()))
 
     def __repr__(self) -> str:
         return f"Signer(kid={self.kid!r}, alg={self.alg!r})"
+
+
+_HASHES: dict[str, type[hashes.SHA256] | type[hashes.SHA384]] = {
+    "ES256": hashes.SHA256, "ES384": hashes.SHA384, "RS256": hashes.SHA256, "PS256": hashes.SHA256}
+
+
+def _sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
+    """The JWS signature value of ``data`` (RFC 7518 sections 3.3-3.5, RFC 8037 section 3.1)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    digest = _HASHES[alg]()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
+        size = (key.curve.key_size + 7) // 8
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    if alg == "PS256":
+        return key.sign(data, padding.PSS(mgf=padding.MGF1(digest),
+                                          salt_length=digest.digest_size), digest)
+    return key.sign(data, padding.PKCS1v15(), digest)
 
 
 def _generate_private(alg: str, rsa_bits: int) -> PrivateKey:
@@ -260,7 +294,7 @@ class Keystore:
         if cached and cached[0] == (st.st_mtime_ns, st.st_ino) and cached[1].alg == info.alg:
             return cached[1]
         private = self._load_private(path, info)
-        signer = Signer(info.kid, info.alg, _jose_key(private))
+        signer = Signer(info.kid, info.alg, private)
         self._signers[info.kid] = ((st.st_mtime_ns, st.st_ino), signer)
         return signer
 

@@ -10,6 +10,7 @@ it is an error or a warning (a legal but risky choice, an error only under ``--s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -160,24 +161,36 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _has_bad_chars(uri: str) -> bool:
-    return any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in uri)
+    return _BAD_CHARS.search(uri) is not None
 
 
 def _web_url(ctx: Context, claim: str, value: Any, *, https_only: bool, rule: str = S2) -> None:
     """An absolute http(s) URL of a web resource."""
     if not _is_str(ctx, claim, value):
         return
+    problem, why = _web_url_problem(value, https_only)
+    if problem:
+        ctx.error(claim, f"{_short(value)} {problem}", why or rule)
+
+
+@functools.lru_cache(maxsize=4096)
+def _web_url_problem(value: str, https_only: bool) -> tuple[str | None, str | None]:
+    """What is wrong with a web URL, if anything (pure: statements of one template repeat
+    their URLs, so the answer is remembered)."""
     parts = urlsplit(value)
     if _has_bad_chars(value) or not _SCHEME.match(parts.scheme or "-"):
-        ctx.error(claim, f"{_short(value)} is not an absolute URI", rule)
-    elif parts.scheme.lower() not in (("https",) if https_only else ("https", "http")):
-        need = "https" if https_only else "http or https"
-        ctx.error(claim, f"{_short(value)} must use {need}", rule)
-    elif not parts.hostname:
-        ctx.error(claim, f"{_short(value)} has no host", rule)
-    elif parts.username is not None:
-        ctx.error(claim, f"{_short(value)} must not carry userinfo", "RFC 3986 section 3.2.1")
+        return "is not an absolute URI", None
+    if parts.scheme.lower() not in (("https",) if https_only else ("https", "http")):
+        return f"must use {'https' if https_only else 'http or https'}", None
+    if not parts.hostname:
+        return "has no host", None
+    if parts.username is not None:
+        return "must not carry userinfo", "RFC 3986 section 3.2.1"
+    return None, None
 
 
 # --- one validator per registered claim ----------------------------------------------------
@@ -194,6 +207,7 @@ def validate_redirect_uris(ctx: Context, claim: str, value: Any) -> None:
             ctx.error(claim, f"{_short(uri)} {problem}", rule, code="invalid_redirect_uri")
 
 
+@functools.lru_cache(maxsize=4096)
 def _redirect_uri_problem(uri: str) -> tuple[str | None, str]:
     if _has_bad_chars(uri):
         return "contains whitespace or control characters", "RFC 3986 section 3"
@@ -497,32 +511,51 @@ def check_risky_choices(ctx: Context, claims: Mapping[str, Any]) -> None:
                          "RFC 8252 section 7.3")
 
 
+#: Every claim a rule across claims reads. Mint-time values outside this set can't change the
+#: outcome of those rules for a template that already passed them.
+CROSS_RULE_CLAIMS = frozenset({
+    "grant_types", "response_types", "token_endpoint_auth_method", "jwks", "jwks_uri",
+    "application_type", "redirect_uris", "tls_client_auth_subject_dn", "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri", "tls_client_auth_san_ip", "tls_client_auth_san_email",
+})
+
+
 def check_claims(
     claims: Mapping[str, Any],
     *,
     pending: Iterable[str] = (),
     statement: bool = False,
+    changed: Iterable[str] | None = None,
 ) -> list[Finding]:
     """Every RFC 7591 rule on one set of claims; returns errors and warnings in claim order.
 
     ``pending`` names claims that are absent now but will be supplied at mint time (a
     template's ``required``); ``statement`` checks a signed payload, where the JWT claims the
     issuer sets are expected rather than forbidden.
+
+    ``changed`` is for claims that already passed every rule except for these names (a
+    template's claims plus mint-time values): the per-claim rules run on the changed claims
+    only, and the rules across claims run when a changed claim is one they read. A template's
+    pending claims are always among the changed ones (they are required at mint time), so
+    nothing the template check skipped is skipped again.
     """
     ctx = Context(pending=frozenset(pending), statement=statement)
-    for name, value in claims.items():
+    only = None if changed is None else set(changed)
+    subset = claims if only is None else {k: claims[k] for k in claims if k in only}
+    for name, value in subset.items():
         if not isinstance(name, str) or not name:
             ctx.error(str(name), "claim names must be non-empty strings", "RFC 7519 section 4")
             continue
         validator = REGISTRY.get(base_claim(name))
         if validator is not None:
             validator(ctx, name, value)
-    check_reserved(ctx, claims)
-    check_language_tags(ctx, claims)
-    check_grant_response_consistency(ctx, claims)
-    check_client_authentication(ctx, claims)
-    if not statement:
-        check_risky_choices(ctx, claims)
+    check_reserved(ctx, subset)
+    check_language_tags(ctx, subset)
+    if only is None or only & CROSS_RULE_CLAIMS:
+        check_grant_response_consistency(ctx, claims)
+        check_client_authentication(ctx, claims)
+        if not statement:
+            check_risky_choices(ctx, claims)
     return ctx.findings
 
 

@@ -96,7 +96,9 @@ def resolve_claims(template: Template, values: Mapping[str, Any]) -> dict[str, A
     """The template's claims with the mint-time values, checked again as a whole."""
     check_mint_values(template, values)
     claims = {**template.claims, **values}
-    for finding in metadata.errors(metadata.check_claims(claims)):
+    # The template's own claims passed every per-claim rule when it was loaded; the mint-time
+    # values get them now, and the rules across claims see the whole.
+    for finding in metadata.errors(metadata.check_claims(claims, changed=values.keys())):
         error = InvalidRedirectURI if finding.code == "invalid_redirect_uri" else \
             InvalidClientMetadata
         raise error(f"template '{template.name}': claim '{finding.claim}': {finding.message} "

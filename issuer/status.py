@@ -16,7 +16,6 @@ together). A list rolls over to a new one when its counter reaches its size.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import threading
 from dataclasses import dataclass
@@ -37,12 +36,16 @@ STATUSLIST_TYP = "statuslist+jwt"
 #: How long a signed Status List Token stays valid (its ``exp``); verifiers refetch after
 #: ``ttl`` anyway, so this only bounds how long a stale copy could be presented as current.
 TOKEN_VALIDITY = 86400
-_ROUNDS = 8
+#: Feistel rounds: four with a PRF give a strong pseudo-random permutation (Luby-Rackoff).
+_ROUNDS = 4
 
 
 class IndexPermutation:
-    """A keyed pseudo-random permutation of ``[0, size)``: a balanced Feistel network over
-    the smallest even number of bits covering ``size``, with cycle walking."""
+    """A keyed pseudo-random permutation of ``[0, size)``: a Feistel network over the fewest
+    bits covering ``size`` (unbalanced by one bit when that number is odd), with cycle walking.
+
+    Never change this function for an existing list: its indices are already handed out.
+    """
 
     def __init__(self, key: bytes, size: int) -> None:
         if size < 1:
@@ -50,19 +53,22 @@ class IndexPermutation:
         self.key = key
         self.size = size
         bits = max(2, (size - 1).bit_length())
-        self.half = (bits + 1) // 2
-        self.mask = (1 << self.half) - 1
+        self.big = (bits + 1) // 2  # the wider half, when bits is odd
+        self.small = bits - self.big
 
-    def _round(self, number: int, value: int) -> int:
-        digest = hmac.new(self.key, bytes([number]) + value.to_bytes(8, "big"),
-                          hashlib.sha256).digest()
-        return int.from_bytes(digest[:8], "big") & self.mask
+    def _round(self, number: int, value: int, width: int) -> int:
+        # Keyed BLAKE2b as the round function: a PRF, and several times cheaper than HMAC.
+        digest = hashlib.blake2b(value.to_bytes(8, "big"), digest_size=8, key=self.key,
+                                 person=b"ssi-status-%02d" % number).digest()
+        return int.from_bytes(digest, "big") & ((1 << width) - 1)
 
     def _encrypt(self, value: int) -> int:
-        left, right = value >> self.half, value & self.mask
+        # Alternate which half is wide so every round maps (big|small) bits onto themselves.
+        left, right, lw, rw = value >> self.small, value & ((1 << self.small) - 1), \
+            self.big, self.small
         for number in range(_ROUNDS):
-            left, right = right, left ^ self._round(number, right)
-        return (left << self.half) | right
+            left, right, lw, rw = right, left ^ self._round(number, right, lw), rw, lw
+        return (left << rw) | right
 
     def __call__(self, counter: int) -> int:
         if not 0 <= counter < self.size:
@@ -129,10 +135,11 @@ class StatusRegistry:
             " VALUES (?, ?, ?, ?, 0, 0, ?)", (list_id, BITS, size, key, now))
         return list_id, size, key, 0
 
-    def record(self, ref: StatusRef, jti: str) -> None:
-        """The entry behind an allocated index (inside the mint transaction)."""
-        self.audit.conn.execute("INSERT INTO status_entries (list_id, idx, jti, status) "
-                                "VALUES (?, ?, ?, 0)", (ref.list_id, ref.idx, jti))
+    def record(self, entries: list[tuple[StatusRef, str]]) -> None:
+        """The entries behind allocated indices, VALID (inside the mint transaction)."""
+        self.audit.conn.executemany(
+            "INSERT INTO status_entries (list_id, idx, jti, status) VALUES (?, ?, ?, 0)",
+            [(ref.list_id, ref.idx, jti) for ref, jti in entries])
 
     # --- changes --------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ Appending costs O(log n): only the hashes of complete subtrees are stored
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +50,9 @@ def origin_for(issuer: str) -> str:
     return f"{parts.netloc}{parts.path}/issuance-log"
 
 
+@functools.lru_cache(maxsize=4096)
 def _string(value: str) -> bytes:
+    # actor, channel and type repeat across entries: encode each once
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
@@ -76,12 +79,21 @@ def unb64(text: str, what: str) -> bytes:
 
 
 class SqliteNodeStore:
-    """:class:`issuer.merkle.NodeStore` over the ``log_nodes`` table."""
+    """:class:`issuer.merkle.NodeStore` over the ``log_nodes`` table.
+
+    Nodes written during a transaction are held in memory and inserted in one ``executemany``
+    by :meth:`flush` (before the checkpoint, inside the same transaction), so a batch of
+    appends reads its own fresh nodes without a query each.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.pending: dict[tuple[int, int], bytes] = {}
 
     def get_node(self, level: int, index: int) -> bytes:
+        fresh = self.pending.get((level, index))
+        if fresh is not None:
+            return fresh
         row = self.conn.execute("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?",
                                 (level, index)).fetchone()
         if row is None:
@@ -89,8 +101,14 @@ class SqliteNodeStore:
         return bytes(row[0])
 
     def put_nodes(self, nodes: list[merkle.Node]) -> None:
+        for level, index, value in nodes:
+            self.pending[(level, index)] = value
+
+    def flush(self) -> None:
         # Plain INSERT: the primary key refuses to overwrite a node that already exists.
-        self.conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        self.conn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                              [(lvl, i, h) for (lvl, i), h in self.pending.items()])
+        self.pending.clear()
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,17 @@ class TransparencyLog:
         self._load_signer = signer  # loaded at the first checkpoint: readers need no passphrase
         self._signer: NoteSigner | None = None
         self.verifier = verifier
+        self._next: int | None = None  # the next leaf index, counted within a transaction
+
+    def begin(self) -> None:
+        """A transaction starts: the tree size is read again at the first append."""
+        self._next = None
+        self.store.pending.clear()
+
+    def discard(self) -> None:
+        """The transaction ended: forget its count and any nodes it did not flush."""
+        self._next = None
+        self.store.pending.clear()
 
     @property
     def origin(self) -> str:
@@ -128,20 +157,24 @@ class TransparencyLog:
 
     def size(self) -> int:
         """Leaves in the tree (O(log n): the primary key's last level-0 node)."""
+        if self._next is not None:
+            return self._next
         row = self.conn.execute("SELECT MAX(idx) FROM log_nodes WHERE level = 0").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     def append(self, idx: int, entry: bytes) -> None:
         """Add leaf ``idx`` (inside the caller's transaction)."""
-        if self.size() != idx:  # never build on a damaged tree: verification must see it
-            raise LogVerificationError(f"the transparency log holds {self.size()} leaves but "
+        size = self.size()
+        if size != idx:  # never build on a damaged tree: verification must see it
+            raise LogVerificationError(f"the transparency log holds {size} leaves but "
                                        f"entry {idx} is next; run `issuer audit verify`")
-        nodes = merkle.nodes_for_append(self.store, idx, merkle.leaf_hash(entry))
-        self.store.put_nodes(nodes)
+        self.store.put_nodes(merkle.nodes_for_append(self.store, idx, merkle.leaf_hash(entry)))
+        self._next = idx + 1
 
     def catch_up(self) -> int:
         """Append events that are not leaves yet (a database from before the log), inside the
         caller's transaction, and checkpoint them; returns how many."""
+        self.begin()
         start = self.size()
         last = None
         for row in _rows(self.conn, f"SELECT idx, time, type, actor, channel, subject, data FROM "
@@ -150,12 +183,15 @@ class TransparencyLog:
             last = row[1]
         if last is not None:
             self.checkpoint(last)
-        return self.size() - start
+        added = self.size() - start
+        self.discard()
+        return added
 
     def checkpoint(self, time: int) -> str:
         """Sign and store the checkpoint of the current tree (inside the transaction)."""
         if self._signer is None:
             self._signer = self._load_signer()
+        self.store.flush()
         size = self.size()
         head = Checkpoint(origin=self.origin, size=size, root_hash=merkle.root(self.store, size))
         note = sign_checkpoint(self._signer, head)

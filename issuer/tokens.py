@@ -32,6 +32,7 @@ ROLES: tuple[Role, ...] = ("minter", "auditor", "admin")
 PREFIX = "ssi_"
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TOKEN = re.compile(r"^ssi_([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{43})$")
+_COLUMNS = "name, role, templates, rate_limit, created_at, created_by, revoked_at, secret_hash"
 #: Compared against when the id is unknown, so a miss costs what a hit costs.
 _DUMMY_HASH = hashlib.sha256(b"no such token").hexdigest()
 
@@ -141,11 +142,12 @@ class TokenStore:
         if not match:
             raise InvalidToken("the bearer token is malformed (expected ssi_<id>.<secret>)")
         token_id, secret = match.groups()
-        rows = self.audit.query("SELECT * FROM api_tokens WHERE token_id = ?", (token_id,))
-        stored = rows[0]["secret_hash"] if rows else _DUMMY_HASH
+        rows = self.audit.read(f"SELECT {_COLUMNS} FROM api_tokens WHERE token_id = ?",
+                               (token_id,))
+        stored = rows[0][-1] if rows else _DUMMY_HASH
         if not hmac.compare_digest(stored, _hash(secret)) or not rows:
             raise InvalidToken("the bearer token is not valid")
-        token = _row_token(rows[0])
+        token = _row_token(dict(zip(_COLUMNS.split(", "), rows[0])))
         if token.revoked_at is not None:
             raise InvalidToken("the bearer token was revoked")
         return token

@@ -38,8 +38,7 @@ from .verify import (
     MAX_TOKEN_BYTES,
     VerifiedStatement,
     invalid,
-    read_header,
-    read_unverified_claims,
+    parse_compact,
     verify,
 )
 
@@ -123,8 +122,9 @@ class StatementVerifier:
             raise invalid("not a string")
         if len(token) > self.max_token_bytes:
             raise invalid(f"longer than {self.max_token_bytes} bytes")
-        header = read_header(token)  # shape and key-carrying headers are refused before any fetch
-        claimed = read_unverified_claims(token).get("iss")
+        parsed = parse_compact(token)  # shape and key-carrying headers: refused before any fetch
+        header = parsed.header
+        claimed = parsed.unverified_claims().get("iss")
         entry = self._issuers.get(claimed) if isinstance(claimed, str) else None
         if entry is None:
             raise UnapprovedSoftwareStatement(
@@ -134,7 +134,7 @@ class StatementVerifier:
         jwks = trusted.jwks if entry.jwks is None else entry.jwks.get(kid)
         assert jwks is not None
         try:
-            result = verify(token, jwks=jwks, issuer=trusted.issuer,
+            result = verify(parsed, jwks=jwks, issuer=trusted.issuer,
                             algorithms=trusted.algorithms, clock=self.clock, leeway=self.leeway,
                             status=self.status if trusted.check_status else None,
                             require_exp=trusted.require_exp)

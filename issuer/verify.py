@@ -91,19 +91,38 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def read_header(token: object) -> dict[str, Any]:
-    """The unverified JOSE header, for routing (which issuer, which key). Trust nothing in it;
-    a header that carries its own key is refused right here, before anything is fetched."""
-    header = _json_object(_segments(token)[0], "header")
+@dataclass
+class Compact:
+    """A compact JWS taken apart once; nothing in it is verified yet."""
+
+    token: str
+    header: dict[str, Any]
+    payload_segment: str
+    _claims: dict[str, Any] | None = None
+
+    def unverified_claims(self) -> dict[str, Any]:
+        """The payload, only to route (which trusted issuer?). Trust nothing in it until the
+        signature over this very segment has verified."""
+        if self._claims is None:
+            self._claims = _json_object(self.payload_segment, "payload")
+        return dict(self._claims)
+
+
+def parse_compact(token: object) -> Compact:
+    """Shape and header checks: a header that carries its own key is refused right here,
+    before anything is fetched."""
+    header_segment, payload_segment, _ = _segments(token)
+    header = _json_object(header_segment, "header")
     for name in KEY_CARRYING_HEADERS:
         if name in header:
             raise invalid(f"header carries '{name}'; keys are taken only from the issuer's JWKS")
-    return header
+    assert isinstance(token, str)
+    return Compact(token.strip(), header, payload_segment)
 
 
-def read_unverified_claims(token: object) -> dict[str, Any]:
-    """The payload before any verification, only to route (which trusted issuer?)."""
-    return _json_object(_segments(token)[1], "payload")
+def read_header(token: object) -> dict[str, Any]:
+    """The unverified JOSE header, for routing (which issuer, which key)."""
+    return parse_compact(token).header
 
 
 def _check_header(header: Mapping[str, Any], algorithms: Collection[str]) -> str:
@@ -150,11 +169,25 @@ def select_keys(jwks: Mapping[str, Any], kid: str | None, alg: str) -> list[dict
     return usable
 
 
+_KEYS: dict[str, ECKey | RSAKey | OKPKey] = {}  # imported public keys, by their JWK text
+
+
 def _import_public(jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
     # Private members are dropped (a verifier never needs them); so is "alg", which _fits has
     # already matched, so that the EdDSA alias verifies an "alg": "Ed25519" key.
     public = {k: v for k, v in jwk.items()
               if k not in ("d", "p", "q", "dp", "dq", "qi", "oth", "alg")}
+    text = "|".join(str(public.get(m)) for m in ("kid", "kty", "crv", "x", "y", "n", "e"))
+    key = _KEYS.get(text)
+    if key is None:
+        key = _import_checked(public, jwk)
+        if len(_KEYS) >= 256:  # a bounded cache: forged key sets can't grow it
+            _KEYS.clear()
+        _KEYS[text] = key
+    return key
+
+
+def _import_checked(public: dict[str, Any], jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
     try:
         if public["kty"] == "EC":
             return ECKey.import_key(public)
@@ -168,14 +201,14 @@ def _import_public(jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
         raise invalid(f"key {jwk.get('kid')!r} in the issuer's JWKS is not a valid JWK") from None
 
 
-def verify_signature(token: str, jwks: Mapping[str, Any],
+def verify_signature(token: str | Compact, jwks: Mapping[str, Any],
                      algorithms: Collection[str] = DEFAULT_ALGORITHMS) -> bytes:
     """Check the header rules and the signature of a compact JWS against ``jwks``; the
-    payload bytes. Statements and status lists both go through here."""
+    payload bytes. Statements, status lists and historical keys all go through here."""
+    parsed = token if isinstance(token, Compact) else parse_compact(token)
     algorithms = [a for a in algorithms if a in _KEY_FOR_ALG]  # never none, never HMAC
-    header = read_header(token)
-    alg = _check_header(header, algorithms)
-    return _verify_signature(token.strip(), jwks, header.get("kid"), alg)
+    alg = _check_header(parsed.header, algorithms)
+    return _verify_signature(parsed.token, jwks, parsed.header.get("kid"), alg)
 
 
 def _verify_signature(token: str, jwks: Mapping[str, Any], kid: str | None, alg: str) -> bytes:
@@ -236,7 +269,7 @@ def check_status(claims: Mapping[str, Any], client: StatusListClient, *,
 
 
 def verify(
-    token: str,
+    token: str | Compact,
     *,
     jwks: Mapping[str, Any],
     issuer: str,
@@ -255,16 +288,12 @@ def verify(
     Raises InvalidSoftwareStatement, or UnapprovedSoftwareStatement when it was issued by
     someone other than ``issuer``.
     """
-    payload = verify_signature(token, jwks, algorithms)
-    token = token.strip()
-    header = read_header(token)
+    parsed = token if isinstance(token, Compact) else parse_compact(token)
+    verify_signature(parsed, jwks, algorithms)
+    header = parsed.header
     alg, kid = header["alg"], header.get("kid")
-    try:
-        claims = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("payload is not JSON") from None
-    if not isinstance(claims, dict):
-        raise invalid("payload is not a JSON object")
+    # The signature covers exactly the payload segment these claims were decoded from.
+    claims = parsed.unverified_claims()
     if claims.get("iss") != issuer:
         raise UnapprovedSoftwareStatement(
             f"software statement rejected: iss {claims.get('iss')!r} is not the expected "
@@ -275,4 +304,4 @@ def verify(
     if status is not None:
         check_status(claims, status, jwks=jwks, issuer=issuer)
     return VerifiedStatement(header=header, claims=claims, kid=kid, alg=alg,
-                             digest=statement_digest(token))
+                             digest=statement_digest(parsed.token))

@@ -116,7 +116,7 @@ def test_a_year_of_scheduled_rotation(home: Path) -> None:
     lifetimes(home)
     clock = FixedClock(START)
     auth = authority(home, clock)
-    client = TestClient(create_app(auth), raise_server_exceptions=False)
+    client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
     minted: list[tuple[str, int]] = []
     rotations = 0
     for day in range(366):
@@ -164,7 +164,7 @@ def test_max_age_is_cut_short_before_known_changes(home: Path) -> None:
     lifetimes(home)
     clock = FixedClock(START)
     auth = authority(home, clock)
-    client = TestClient(create_app(auth))
+    client = TestClient(create_app(auth, jwks_recheck=0))
     clock.advance(30 * DAY - 100)
     assert client.get("/.well-known/jwks.json").headers["cache-control"] == "public, max-age=100"
     clock.advance(100)
@@ -176,7 +176,7 @@ def test_max_age_is_cut_short_before_known_changes(home: Path) -> None:
 def test_revocation(home: Path, cli: Cli) -> None:
     clock = FixedClock(START)
     auth = authority(home, clock)
-    client = TestClient(create_app(auth))
+    client = TestClient(create_app(auth, jwks_recheck=0))
     old = auth.keystore.active()
     token = auth.mint(MintRequest("desktop-agent", {"software_version": "1"}), principal="p",
                       channel="cli").software_statement

@@ -101,7 +101,7 @@ def test_nothing_is_returned_when_the_record_cannot_be_written(
     def broken(self: AuditStore, record: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(AuditStore, "record_statement", broken)
+    monkeypatch.setattr(AuditStore, "record_statements", broken)
     with pytest.raises(IssuerError, match="audit store .*disk I/O error") as info:
         mint(auth)
     assert info.value.error == "temporarily_unavailable"

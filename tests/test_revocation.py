@@ -132,7 +132,7 @@ def test_revocation_survives_a_restart_and_tampering_is_caught(home: Path, cli: 
 def test_status_list_client_caches_for_ttl(home: Path) -> None:
     clock = FixedClock(START)
     auth = Authority.from_config(home / "issuer.toml", env={}, clock=clock)
-    client = TestClient(create_app(auth))
+    client = TestClient(create_app(auth, jwks_recheck=0))
     jti, token = mint(auth)
     _, sibling = mint(auth)
 
@@ -157,7 +157,7 @@ def test_status_list_client_caches_for_ttl(home: Path) -> None:
 
 
 def test_status_list_endpoint(auth: Authority) -> None:
-    client = TestClient(create_app(auth))
+    client = TestClient(create_app(auth, jwks_recheck=0))
     jti, token = mint(auth)
     auth.set_status(jti, "suspended", "checking", actor="sec", channel="cli")
     ref = claims_of(token)["status"]["status_list"]
@@ -185,7 +185,7 @@ def test_status_list_endpoint(auth: Authority) -> None:
 def test_status_query(home: Path) -> None:
     clock = FixedClock(START)
     auth = Authority.from_config(home / "issuer.toml", env={}, clock=clock)
-    client = TestClient(create_app(auth))
+    client = TestClient(create_app(auth, jwks_recheck=0))
 
     def ask(token: object) -> dict:
         r = client.post("/v1/status", json={"software_statement": token})
@@ -211,7 +211,7 @@ def test_status_query(home: Path) -> None:
 
 
 def test_revoke_api(auth: Authority) -> None:
-    client = TestClient(create_app(auth))
+    client = TestClient(create_app(auth, jwks_recheck=0))
     tokens = {}
     for name, role, templates in (("admin", "admin", []), ("auditor", "auditor", []),
                                   ("ci", "minter", ["desktop-agent"])):

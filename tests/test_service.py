@@ -32,7 +32,7 @@ class Api:
 
     def __init__(self, auth: Authority) -> None:
         self.auth = auth
-        self.client = TestClient(create_app(auth), raise_server_exceptions=False)
+        self.client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
         self.secrets: dict[str, str] = {}
         for name, role, templates in [("ci-calendar", "minter", ["mcp-connector"]),
                                       ("ci-desktop", "minter", ["desktop-agent", "workflow-runner"]),
@@ -418,3 +418,14 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
                            channel="cli", now=api.auth.now())
     yield api
     auth.close()
+
+
+def test_jwks_rechecks_the_keystore_at_most_once_per_interval(auth: Authority) -> None:
+    client = TestClient(create_app(auth, jwks_recheck=0.3))
+    before = client.get("/.well-known/jwks.json").json()
+    new = auth.keys.generate("Ed25519", actor="cli-user", channel="cli")
+    assert client.get("/.well-known/jwks.json").json() == before  # within the interval
+    import time
+
+    time.sleep(0.35)
+    assert new.kid in {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}

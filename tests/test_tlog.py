@@ -275,7 +275,7 @@ def test_cli_proof(cli: Cli, auth: Authority) -> None:
 
 
 def test_log_endpoints(auth: Authority) -> None:
-    client = TestClient(create_app(auth), raise_server_exceptions=False)
+    client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
     _, secret = auth.tokens.create("audit", role="auditor", templates=[], rate_limit=None,
                                    actor="t", channel="cli", now=auth.now())
     jtis = mint_some(auth, 3)

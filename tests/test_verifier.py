@@ -35,7 +35,7 @@ class FakeIssuer:
     """The issuer's service in-process, behind a fetch function that counts and can fail."""
 
     def __init__(self, auth: Authority) -> None:
-        self.client = TestClient(create_app(auth), raise_server_exceptions=False)
+        self.client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
         self.fetches: list[str] = []
         self.down = False
         self.extra_headers: dict[str, str] = {}

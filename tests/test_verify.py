@@ -152,8 +152,10 @@ def test_eddsa_header_name_verifies_an_ed25519_key(auth: Authority) -> None:
 
     auth.keys.generate("Ed25519", activate=True, actor="t", channel="cli")
     signer = auth.keystore.signer()
+    from joserfc.jwk import OKPKey
+
     token = jws.serialize_compact({"alg": "EdDSA", "kid": signer.kid},
-                                  encode_payload(good_payload()), signer._key,
+                                  encode_payload(good_payload()), OKPKey.import_key(signer._key),
                                   algorithms=["EdDSA"])
     assert verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock).alg == "EdDSA"
 

@@ -1,0 +1,93 @@
+"""Scale: the cost of a mint with 1,000,000 entries already in the audit store and the log,
+against 1,000; and ``issuer audit verify`` of the million against hashing the same bytes with
+hashlib alone.
+
+The stores are filled through the issuer itself (``mint_many`` in batches of 10,000: real
+signatures, status entries, log nodes and checkpoints), so they are what a million
+statements look like. The mint cost is that of single mints, each its own durable
+transaction with a signed checkpoint (the HTTP path's worst case, without batching).
+Target: cost at 1M / cost at 1k <= 1.25. ``audit verify`` recomputes every leaf, the tree,
+every checkpoint comparison and every statement record; its ratio to bare hashing is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from issuer.authority import Authority, init_issuer
+from issuer.statements import MintRequest
+from issuer.tlog import verify_log
+
+from .common import Row, best_rate
+
+BATCH = 10_000
+MINTS = 300
+
+
+def filled(directory: Path, entries: int) -> Authority:
+    list_size = 1_048_576  # roomy lists: a million statements fit in one
+    auth = init_issuer(directory, issuer="https://connectors.example.com", alg="Ed25519",
+                       actor="bench", env={})
+    auth.close()
+    config = directory / "issuer.toml"
+    config.write_text(config.read_text().replace("status_list_size = 131072",
+                                                 f"status_list_size = {list_size}"))
+    auth = Authority.from_config(config, env={})
+    done = 0
+    while done < entries:
+        n = min(BATCH, entries - done)
+        auth.mint_many([MintRequest("desktop-agent", {"software_version": f"1.{done + i}"})
+                        for i in range(n)], principal="bench", channel="cli")
+        done += n
+    return auth
+
+
+def mint_rate(auth: Authority) -> float:
+    def run() -> int:
+        for i in range(MINTS):
+            auth.mint(MintRequest("desktop-agent", {"software_version": f"9.{i}"}),
+                      principal="bench", channel="http")
+        return MINTS
+
+    return best_rate(run)
+
+
+def run(large: int | None = None) -> list[Row]:
+    large = large or int(os.environ.get("BENCH_SCALE_ENTRIES", "1000000"))
+    with tempfile.TemporaryDirectory() as tmp:
+        small_auth = filled(Path(tmp) / "small", 1_000)
+        small = mint_rate(small_auth)
+        small_auth.close()
+        started = time.perf_counter()
+        big_auth = filled(Path(tmp) / "large", large)
+        fill_seconds = time.perf_counter() - started
+        big = mint_rate(big_auth)
+        size = big_auth.log.size()
+        entries = big_auth.audit.entries(0, size)  # the exact leaf bytes verify hashes
+
+        def audit_verify() -> int:
+            report = verify_log(big_auth.log)
+            big_auth.audit.check_statement_rows()
+            return report.entries
+
+        def hashing() -> int:
+            for entry in entries:
+                hashlib.sha256(b"\x00" + entry).digest()
+            return len(entries)
+
+        verify_rate = best_rate(audit_verify, repeats=1)
+        hash_rate = best_rate(hashing, repeats=1)
+        big_auth.close()
+    cost_ratio = small / big  # time per mint at 1M over time per mint at 1k
+    print(f"(filled {large:,} statements in {fill_seconds:.0f}s; tree size {size:,})")
+    return [
+        Row(f"single durable mint at {large:,} vs 1,000 entries (cost ratio)",
+            f"{big:,.0f}/s", f"{small:,.0f}/s", cost_ratio, "<= 1.25", cost_ratio <= 1.25),
+        Row(f"audit verify {size:,} entries vs hashlib over the same bytes",
+            f"{verify_rate:,.0f}/s", f"{hash_rate:,.0f}/s", verify_rate / hash_rate,
+            "(reported)", None),
+    ]

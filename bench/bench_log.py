@@ -69,7 +69,7 @@ def append_rate(n: int, appends: int, directory: Path) -> float:
             log.append(size[0], b'{"bench":%d}' % size[0])
             log.checkpoint(0)
             conn.execute("COMMIT")
-            log.discard()
+            log.end(committed=True)
             size[0] += 1
         return appends
 

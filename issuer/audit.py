@@ -46,7 +46,9 @@ MIGRATIONS: tuple[str, ...] = (
         subject TEXT NOT NULL,
         data TEXT NOT NULL
     );
-    CREATE INDEX events_type_subject ON events (type, subject);
+    -- (type, idx), not (type, subject): a statement's subject is its random jti, and an index
+    -- on it would cost a random insert per mint. Lookups by subject scan one type's rows.
+    CREATE INDEX events_type ON events (type, idx);
     CREATE TABLE statements (
         jti TEXT PRIMARY KEY,
         digest TEXT NOT NULL UNIQUE,
@@ -63,7 +65,10 @@ MIGRATIONS: tuple[str, ...] = (
         channel TEXT NOT NULL,
         log_index INTEGER NOT NULL UNIQUE,
         revoked_at INTEGER,
-        revocation_reason TEXT
+        revocation_reason TEXT,
+        status_list TEXT,
+        status_idx INTEGER,
+        status INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX statements_template ON statements (template, log_index);
     CREATE INDEX statements_software_id ON statements (software_id, log_index);
@@ -108,7 +113,8 @@ MIGRATIONS: tuple[str, ...] = (
         time INTEGER NOT NULL
     );
     """,
-    # 4: Token Status Lists (docs/revocation.md): one row per list, one per statement entry.
+    # 4: Token Status Lists (docs/revocation.md): one row per list; each statement's entry and
+    # status are columns of its row (statements.status_list, status_idx, status).
     """
     CREATE TABLE status_lists (
         id TEXT PRIMARY KEY,
@@ -119,18 +125,14 @@ MIGRATIONS: tuple[str, ...] = (
         version INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     );
-    CREATE TABLE status_entries (
-        list_id TEXT NOT NULL,
-        idx INTEGER NOT NULL,
-        jti TEXT NOT NULL UNIQUE,
-        status INTEGER NOT NULL,
-        PRIMARY KEY (list_id, idx)
-    ) WITHOUT ROWID;
-    CREATE INDEX status_entries_changed ON status_entries (list_id) WHERE status != 0;
+    CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
     CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
     """,
 )
 
+_STATUS_VALUES = {"statement.revoked": 1, "statement.suspended": 2, "statement.unsuspended": 0}
+#: Status list columns of a statements row (the status registry's, not part of the record).
+_STATUS_COLUMNS = ("status_list", "status_idx", "status")
 #: Record fields kept only in the ``statement.issued`` event, not in the statements row.
 _STORED_IN_EVENT = ("claims", "mint_values", "software_statement")
 #: The schema version that created the transparency log tables.
@@ -265,6 +267,7 @@ class AuditStore:
                 raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
             self._appended_at = None
             self._next_idx = None
+            committed = False
             if self.log is not None:
                 self.log.begin()
             try:
@@ -274,6 +277,7 @@ class AuditStore:
                     # with them: no committed entry is ever outside a checkpoint.
                     self.log.checkpoint(self._appended_at)
                 self.conn.execute("COMMIT")
+                committed = True
             except BaseException as exc:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
@@ -283,7 +287,7 @@ class AuditStore:
             finally:
                 self._next_idx = None
                 if self.log is not None:
-                    self.log.discard()  # committed or not, the next transaction reads afresh
+                    self.log.end(committed)
 
     def next_index(self) -> int:
         """The index the next event gets (read once per transaction, then counted)."""
@@ -333,9 +337,11 @@ class AuditStore:
         """Append the ``statement.issued`` event and its queryable row (inside a transaction)."""
         return self.record_statements([record])[0]
 
-    def record_statements(self, records: list[StatementRecord]) -> list[StatementRecord]:
+    def record_statements(self, records: list[StatementRecord],
+                          status: list[tuple[str, int]] | None = None) -> list[StatementRecord]:
         """Append a ``statement.issued`` event and a queryable row per record, in order, with
-        one statement per table (a batch of 10,000 is two ``executemany``)."""
+        one statement per table (a batch of 10,000 is two ``executemany``); ``status`` gives
+        each record's status list and index."""
         start = self.next_index()
         events, rows, done = [], [], []
         for offset, record in enumerate(records):
@@ -343,17 +349,19 @@ class AuditStore:
             text = canonical_json(record.event_data()).decode("utf-8")
             events.append((idx, record.iat, "statement.issued", record.principal,
                            record.channel, record.jti, text))
+            list_id, list_idx = status[offset] if status else (None, None)
             rows.append((record.jti, record.digest, record.iss, record.kid, record.alg,
                          record.template, record.template_digest, record.software_id,
                          record.software_version, record.iat, record.exp, record.principal,
-                         record.channel, idx))
+                         record.channel, idx, list_id, list_idx))
             done.append(record if record.log_index == idx else replace(record, log_index=idx))
         self.conn.executemany("INSERT INTO events (idx, time, type, actor, channel, subject, "
                               "data) VALUES (?, ?, ?, ?, ?, ?, ?)", events)
         self.conn.executemany(
             "INSERT INTO statements (jti, digest, iss, kid, alg, template, template_digest, "
-            "software_id, software_version, iat, exp, principal, channel, log_index) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "software_id, software_version, iat, exp, principal, channel, log_index, "
+            "status_list, status_idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows)
         for event in events:
             self._logged(*event)
         return done
@@ -444,6 +452,9 @@ class AuditStore:
             revocations = {row[0]: (row[1], json.loads(row[2]).get("reason")) for row in
                            self.conn.execute("SELECT subject, time, data FROM events WHERE "
                                              "type = 'statement.revoked' ORDER BY idx")}
+            statuses = {row[0]: _STATUS_VALUES[row[1]] for row in self.conn.execute(
+                "SELECT subject, type FROM events WHERE type IN ('statement.revoked', "
+                "'statement.suspended', 'statement.unsuspended') ORDER BY idx")}
             cursor = self.conn.execute(
                 "SELECT s.*, e.type AS e_type, e.subject AS e_subject, e.data AS e_data "
                 "FROM statements s LEFT JOIN events e ON e.idx = s.log_index ORDER BY s.log_index")
@@ -457,8 +468,17 @@ class AuditStore:
                         raise LogVerificationError(f"{where} points at an entry that is not "
                                                    "its issuance")
                     issued = json.loads(data)
+                    ref = issued.get("claims", {}).get("status", {}).get("status_list", {})
+                    if (row["status_list"], row["status_idx"]) != (
+                            str(ref.get("uri", "")).rsplit("/", 1)[-1] or None, ref.get("idx")):
+                        raise LogVerificationError(f"{where}: status list entry differs from "
+                                                   "the signed statement's")
+                    if row["status"] != statuses.get(row["jti"], 0):
+                        raise LogVerificationError(f"{where}: status differs from its logged "
+                                                   "status changes")
                     for column, value in row.items():
-                        if column in ("log_index", "revoked_at", "revocation_reason"):
+                        if column in ("log_index", "revoked_at", "revocation_reason",
+                                      *_STATUS_COLUMNS):
                             continue
                         if issued.get(column) != value:
                             raise LogVerificationError(f"{where}: column '{column}' differs "
@@ -512,6 +532,8 @@ _RECORDS = ("SELECT s.*, e.data AS issued FROM statements s JOIN events e "
 
 def _record(row: dict[str, Any]) -> StatementRecord:
     issued = json.loads(row.pop("issued"))
+    for column in _STATUS_COLUMNS:
+        row.pop(column, None)
     return StatementRecord(**row, **{name: issued.get(name) for name in _STORED_IN_EVENT})
 
 

@@ -245,8 +245,8 @@ class Authority:
                     software_statement=token, log_index=index))
                 if progress:
                     progress(1)
-            committed = self.audit.record_statements(records)
-            self.status.record([(ref, r.jti) for ref, r in zip(refs, committed)])
+            committed = self.audit.record_statements(
+                records, status=[(ref.list_id, ref.idx) for ref in refs])
         return [MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
                            kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
                            log_index=r.log_index) for r in committed]

@@ -5,7 +5,8 @@ Every statement carries ``status: {"status_list": {"idx": N, "uri": ...}}``
 serves as a signed ``statuslist+jwt``. Lists use 2 bits per statement (VALID, INVALID,
 SUSPENDED; section 7).
 
-Indices are allocated pseudo-randomly within a list and never reused: a keyed permutation of
+Each statement's list, index and current status are columns of its audit row. Indices are
+allocated pseudo-randomly within a list and never reused: a keyed permutation of
 ``[0, size)`` (a Feistel network with cycle walking, keyed by a secret kept per list) maps the
 list's allocation counter to an index. So allocation is O(1), never repeats, needs no search,
 and the order of indices reveals nothing about the order of issuance to anyone without the key
@@ -135,16 +136,10 @@ class StatusRegistry:
             " VALUES (?, ?, ?, ?, 0, 0, ?)", (list_id, BITS, size, key, now))
         return list_id, size, key, 0
 
-    def record(self, entries: list[tuple[StatusRef, str]]) -> None:
-        """The entries behind allocated indices, VALID (inside the mint transaction)."""
-        self.audit.conn.executemany(
-            "INSERT INTO status_entries (list_id, idx, jti, status) VALUES (?, ?, ?, 0)",
-            [(ref.list_id, ref.idx, jti) for ref, jti in entries])
-
     # --- changes --------------------------------------------------------------------------------
 
     def status_of(self, jti: str) -> int:
-        row = self.audit.conn.execute("SELECT status FROM status_entries WHERE jti = ?",
+        row = self.audit.conn.execute("SELECT status FROM statements WHERE jti = ?",
                                       (jti,)).fetchone()
         return statuslist.VALID if row is None else int(row[0])
 
@@ -163,8 +158,9 @@ class StatusRegistry:
             if current == statuslist.INVALID:
                 raise Conflict(f"statement {record.jti} is revoked; revocation is final")
             row = self.audit.conn.execute(
-                "SELECT list_id, idx FROM status_entries WHERE jti = ?", (record.jti,)).fetchone()
-            if row is None:
+                "SELECT status_list, status_idx FROM statements WHERE jti = ?",
+                (record.jti,)).fetchone()
+            if row is None or row[0] is None:
                 raise Conflict(f"statement {record.jti} carries no status list entry (it was "
                                "minted before revocation existed)")
             event = {statuslist.INVALID: "statement.revoked",
@@ -175,7 +171,7 @@ class StatusRegistry:
                                     data={"jti": record.jti, "digest": record.digest,
                                           "reason": reason, "status_list": row[0],
                                           "idx": row[1], "status": STATUS_NAMES[target]})
-            self.audit.conn.execute("UPDATE status_entries SET status = ? WHERE jti = ?",
+            self.audit.conn.execute("UPDATE statements SET status = ? WHERE jti = ?",
                                     (target, record.jti))
             self.audit.conn.execute("UPDATE status_lists SET version = version + 1 WHERE id = ?",
                                     (row[0],))
@@ -199,7 +195,7 @@ class StatusRegistry:
         with self.audit.lock:
             bits, size, version = self._list_row(list_id)
             changed = self.audit.conn.execute(
-                "SELECT idx, status FROM status_entries WHERE list_id = ? AND status != 0",
+                "SELECT status_idx, status FROM statements WHERE status_list = ? AND status != 0",
                 (list_id,)).fetchall()
         lst = statuslist.StatusList(size, bits)
         for idx, status in changed:
@@ -231,6 +227,6 @@ class StatusRegistry:
         return token, claims
 
     def lookup(self, jti: str) -> tuple[str, int] | None:
-        row = self.audit.conn.execute("SELECT list_id, idx FROM status_entries WHERE jti = ?",
-                                      (jti,)).fetchone()
+        row = self.audit.conn.execute("SELECT status_list, status_idx FROM statements WHERE "
+                                      "jti = ?", (jti,)).fetchone()
         return None if row is None else (str(row[0]), int(row[1]))

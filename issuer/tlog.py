@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,10 +51,20 @@ def origin_for(issuer: str) -> str:
     return f"{parts.netloc}{parts.path}/issuance-log"
 
 
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII without '"' and '\\': no escapes needed
+
+
 @functools.lru_cache(maxsize=4096)
-def _string(value: str) -> bytes:
-    # actor, channel and type repeat across entries: encode each once
+def _quoted(value: str) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _string(value: str) -> bytes:
+    """A JSON string exactly as ``json.dumps(ensure_ascii=False)`` writes it; a jti or kid needs
+    no escaping, so it skips the encoder (audit verify encodes a million of them)."""
+    if _PLAIN.fullmatch(value):
+        return b'"' + value.encode("ascii") + b'"'
+    return _quoted(value)  # actor, channel and type repeat: each is encoded once
 
 
 def entry_bytes(idx: int, time: int, type: str, actor: str, channel: str, subject: str,
@@ -89,9 +100,12 @@ class SqliteNodeStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.pending: dict[tuple[int, int], bytes] = {}
+        #: The complete subtrees that make up the current tree (its right edge), kept in memory
+        #: between transactions: appends and roots read only these.
+        self.peaks: dict[tuple[int, int], bytes] = {}
 
     def get_node(self, level: int, index: int) -> bytes:
-        fresh = self.pending.get((level, index))
+        fresh = self.pending.get((level, index)) or self.peaks.get((level, index))
         if fresh is not None:
             return fresh
         row = self.conn.execute("SELECT hash FROM log_nodes WHERE level = ? AND idx = ?",
@@ -140,16 +154,36 @@ class TransparencyLog:
         self._signer: NoteSigner | None = None
         self.verifier = verifier
         self._next: int | None = None  # the next leaf index, counted within a transaction
+        self._peaks_size: int | None = None  # the tree size store.peaks describe
 
     def begin(self) -> None:
         """A transaction starts: the tree size is read again at the first append."""
         self._next = None
         self.store.pending.clear()
 
-    def discard(self) -> None:
-        """The transaction ended: forget its count and any nodes it did not flush."""
+    def end(self, committed: bool) -> None:
+        """The transaction ended: forget its count and unflushed nodes; after a rollback the
+        in-memory right edge describes a tree that does not exist, so it goes too."""
         self._next = None
         self.store.pending.clear()
+        if not committed:
+            self._peaks_size = None
+            self.store.peaks.clear()
+
+    def _load_peaks(self, size: int) -> None:
+        """The stored complete subtrees of a tree of ``size`` leaves (one per 1-bit), unless
+        the cached ones already describe it. Another writer may have appended meanwhile: the
+        size read from the database at the start of each transaction tells."""
+        if self._peaks_size == size:
+            return
+        self.store.peaks.clear()
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                key = (level, start >> level)
+                self.store.peaks[key] = self.store.get_node(*key)
+                start += 1 << level
+        self._peaks_size = size
 
     @property
     def origin(self) -> str:
@@ -168,7 +202,15 @@ class TransparencyLog:
         if size != idx:  # never build on a damaged tree: verification must see it
             raise LogVerificationError(f"the transparency log holds {size} leaves but "
                                        f"entry {idx} is next; run `issuer audit verify`")
-        self.store.put_nodes(merkle.nodes_for_append(self.store, idx, merkle.leaf_hash(entry)))
+        self._load_peaks(size)
+        nodes = merkle.nodes_for_append(self.store, idx, merkle.leaf_hash(entry))
+        self.store.put_nodes(nodes)
+        top_level, top_index, top = nodes[-1]  # it absorbed every smaller peak
+        peaks = self.store.peaks
+        for key in [k for k in peaks if k[0] < top_level]:
+            del peaks[key]
+        peaks[(top_level, top_index)] = top
+        self._peaks_size = idx + 1
         self._next = idx + 1
 
     def catch_up(self) -> int:
@@ -184,7 +226,7 @@ class TransparencyLog:
         if last is not None:
             self.checkpoint(last)
         added = self.size() - start
-        self.discard()
+        self.end(committed=True)
         return added
 
     def checkpoint(self, time: int) -> str:

@@ -62,7 +62,7 @@ def test_a_failed_commit_fails_the_whole_group(auth: Authority,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from issuer.audit import AuditStore
 
-    def broken(self: AuditStore, records: object) -> None:
+    def broken(self: AuditStore, records: object, **kwargs: object) -> None:
         import sqlite3
 
         raise sqlite3.OperationalError("disk full")

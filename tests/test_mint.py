@@ -98,7 +98,7 @@ def test_batch_is_all_or_nothing(auth: Authority) -> None:
 
 def test_nothing_is_returned_when_the_record_cannot_be_written(
         auth: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: AuditStore, record: object) -> None:
+    def broken(self: AuditStore, record: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(AuditStore, "record_statements", broken)

@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -247,9 +249,10 @@ def test_a_database_from_before_the_log_catches_up_once(tmp_path: Path) -> None:
     mint_some(auth, 3)
     auth.close()
     conn = db(home)  # what a version-2 database looked like: events, no log
-    for table in ("log_nodes", "log_checkpoints", "status_lists", "status_entries"):
+    for table in ("log_nodes", "log_checkpoints", "status_lists"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX statements_revoked")
+    conn.execute("DROP INDEX statements_status_changed")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     auth = reopen(home)
@@ -318,3 +321,46 @@ def test_mint_response_carries_the_log_index(auth: Authority) -> None:
     assert auth.audit.entry(result.log_index) == canonical_json(
         auth.audit.events()[result.log_index].as_dict())
     assert json.loads(auth.audit.entry(result.log_index))["data"]["digest"] == result.digest
+
+
+def test_two_writers_interleave(home: Path) -> None:
+    """Each writer keeps the tree's right edge in memory; it must notice the other's appends."""
+    first, second = reopen(home), reopen(home)
+    for _ in range(7):
+        mint_some(first, 1)
+        mint_some(second, 2)
+    report = verify_log(first.log)
+    assert report.entries == first.audit.next_index() == second.audit.next_index()
+    key = first.log.verifier.verifier_key()
+    for record in first.audit.statements():
+        proof = second.log.inclusion(record.log_index, second.audit.entry(record.log_index))
+        verify_inclusion_offline(proof.checkpoint, key, proof.entry, proof.log_index,
+                                 list(proof.hashes))
+    first.close()
+    second.close()
+
+
+def test_a_rolled_back_append_leaves_no_trace(auth: Authority,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from issuer.tlog import TransparencyLog
+
+    mint_some(auth, 2)
+    real = TransparencyLog.checkpoint
+
+    def broken(self: TransparencyLog, time: int) -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(TransparencyLog, "checkpoint", broken)
+    with pytest.raises(IssuerError):
+        mint_some(auth, 3)  # leaves were appended in memory, then the transaction rolled back
+    monkeypatch.setattr(TransparencyLog, "checkpoint", real)
+    mint_some(auth, 2)
+    assert verify_log(auth.log).entries == auth.audit.next_index()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_entry_strings_match_the_json_encoder(value: str) -> None:
+    from issuer.tlog import _string
+
+    assert _string(value) == json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -333,10 +333,6 @@ class AuditStore:
             raise NotFound(f"no log entry {idx}")
         return entry_bytes(*row)
 
-    def record_statement(self, record: StatementRecord) -> StatementRecord:
-        """Append the ``statement.issued`` event and its queryable row (inside a transaction)."""
-        return self.record_statements([record])[0]
-
     def record_statements(self, records: list[StatementRecord],
                           status: list[tuple[str, int]] | None = None) -> list[StatementRecord]:
         """Append a ``statement.issued`` event and a queryable row per record, in order, with

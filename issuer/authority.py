@@ -285,10 +285,6 @@ class Authority:
 
     # --- keys ------------------------------------------------------------------------
 
-    def key_usage(self) -> dict[str, int]:
-        """How many statements each key signed, from the audit records."""
-        return self.audit.statement_counts_by_kid()
-
     def jwks(self) -> dict[str, Any]:
         """The public JWK Set a verifier needs now."""
         return self.keys.jwks()

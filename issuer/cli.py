@@ -28,7 +28,6 @@ from .jwks import load_jwks
 from .verifier import StatementVerifier, TrustedIssuer
 from .statements import MintRequest, parse_mint_request
 from .tlog import verify_inclusion_offline, verify_log
-from .verify import verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 ALG_CHOICES = [*SIGNING_ALGS, "EdDSA"]
@@ -83,6 +82,12 @@ def config_option(f: F) -> F:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+#: For commands taking a kid, jti or digest: base64url identifiers may begin with '-' (even
+#: '-h...'), which must reach the command as the identifier, not be parsed as an option; so
+#: unknown options pass through as arguments and only the long --help asks for help.
+IDENTIFIER_ARGS: dict[str, Any] = {"ignore_unknown_options": True,
+                                   "help_option_names": ["--help"]}
 
 
 def authority() -> Authority:
@@ -220,7 +225,7 @@ def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
         click.echo(f"rotated: {active.kid} is now active; next is {nxt[0].kid if nxt else '-'}")
 
 
-@keys.command("revoke")
+@keys.command("revoke", context_settings=IDENTIFIER_ARGS)
 @config_option
 @click.argument("kid")
 @click.option("--reason", type=click.Choice(["unspecified", "compromised", "superseded"]),
@@ -539,7 +544,7 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
 # --- revocation -----------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(context_settings=IDENTIFIER_ARGS)
 @config_option
 @click.argument("ref", metavar="JTI|DIGEST")
 @click.option("--reason", required=True, help="Why (free text, kept in the audit record).")
@@ -609,7 +614,7 @@ def audit_list(revoked: bool, template: str | None, software_id: str | None, kid
                 "STATUS"])
 
 
-@audit.command("show")
+@audit.command("show", context_settings=IDENTIFIER_ARGS)
 @config_option
 @click.argument("ref", metavar="JTI|DIGEST")
 @json_option
@@ -758,7 +763,7 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
         click.echo(f"ok: the log extends the kept checkpoint of tree size {size}")
 
 
-@audit.command("proof")
+@audit.command("proof", context_settings=IDENTIFIER_ARGS)
 @config_option
 @click.argument("ref", metavar="JTI|DIGEST")
 @click.option("--tree-size", type=click.IntRange(min=1), default=None,

@@ -41,7 +41,7 @@ from .errors import (
     RequestTooLarge,
 )
 from .ratelimit import RateLimiter
-from .statements import parse_mint_request
+from .statements import MintResult, parse_mint_request
 from .merkle import leaf_hash
 from .tlog import b64
 from .tokens import ApiToken, require_audit, require_mint
@@ -94,19 +94,6 @@ class RevokeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=1000)
     status: Literal["revoked", "suspended", "active"] = "revoked"
-
-
-class MintResponse(BaseModel):
-    """The same object as ``issuer mint --json``."""
-
-    software_statement: str
-    jti: str
-    digest: str
-    kid: str
-    iat: int
-    exp: int
-    template: str
-    log_index: int
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -409,7 +396,7 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
 
     @app.post("/v1/statements", tags=["statements"], status_code=201,
               summary="Mint a software statement (minter with that template, or admin)",
-              responses={201: {"model": MintResponse}, **errors(400, 401, 403, 404, 409, 413,
+              responses={201: {"model": MintResult}, **errors(400, 401, 403, 404, 409, 413,
                                                                    429, 503)})
     async def mint(body: MintBody, token: ApiToken = Depends(caller)) -> Response:
         request = parse_mint_request(body.model_dump())

@@ -140,3 +140,14 @@ def test_installed_command_in_a_subprocess(tmp_path: Path) -> None:
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
     usage = run("mint", "--nope")
     assert usage.returncode == 2 and usage.stderr.startswith("issuer: error: No such option")
+
+
+@pytest.mark.parametrize("ident", ["-8F3Fq", "-hX3Fq", "--Xy_z"])
+@pytest.mark.parametrize("args", [["audit", "show", "ID"], ["audit", "proof", "ID"],
+                                  ["revoke", "ID", "--reason", "x"],
+                                  ["keys", "revoke", "ID", "--reason", "superseded"]])
+def test_identifiers_may_begin_with_a_dash(cli: Cli, args: list[str], ident: str) -> None:
+    """base64url jtis and kids can start with '-', even '-h': identifiers, not options."""
+    result = cli(*[ident if a == "ID" else a for a in args])
+    assert_one_line_error(result, 1, ident)
+    assert "No such option" not in result.stderr

@@ -268,7 +268,9 @@ def test_cli_proof(cli: Cli, auth: Authority) -> None:
     assert out["log_index"] == record.log_index and out["jti"] == jti
     verify_inclusion_offline(out["checkpoint"], out["log_key"], out["entry"].encode(),
                              out["log_index"], [base64.b64decode(h) for h in out["inclusion_proof"]])
-    text = cli("audit", "proof", jti).stdout
+    shown = cli("audit", "proof", jti)
+    assert shown.exit_code == 0, shown.stderr
+    text = shown.stdout
     assert f"is entry {record.log_index} of the log" in text and "issuance-log" in text
     assert_one_line_error(cli("audit", "proof", "nope"), 1, "no statement")
     assert_one_line_error(cli("audit", "proof", jti, "--tree-size", "1"), 1, "not in the tree")

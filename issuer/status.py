@@ -225,8 +225,3 @@ class StatusRegistry:
         with self._lock:
             self._documents[list_id] = (version, claims, token)
         return token, claims
-
-    def lookup(self, jti: str) -> tuple[str, int] | None:
-        row = self.audit.conn.execute("SELECT status_list, status_idx FROM statements WHERE "
-                                      "jti = ?", (jti,)).fetchone()
-        return None if row is None else (str(row[0]), int(row[1]))

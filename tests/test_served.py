@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -62,15 +63,30 @@ def start(home: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]
     raise AssertionError("issuer serve did not become healthy")
 
 
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
+
+
+def new_home(tmp_path: Path, issuer: str, **settings: str) -> tuple[Path, dict[str, str]]:
+    """``issuer init`` in ``tmp_path/issuer``, then issuer.toml lines ``key = value`` replaced
+    by ``settings`` (values as TOML text); returns the home and the environment to run in."""
+    env = clean_env()
+    home = tmp_path / "issuer"
+    subprocess.run([installed_issuer(), "init", "--dir", str(home), "--issuer", issuer],
+                   env=env, check=True, capture_output=True)
+    config = home / "issuer.toml"
+    text = config.read_text()
+    for key, value in settings.items():
+        text, found = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+        assert found == 1, key
+    config.write_text(text)
+    return home, env
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
-    home = tmp_path / "issuer"
-    subprocess.run([installed_issuer(), "init", "--dir", str(home), "--issuer",
-                    "https://issuer.example.com"], env=env, check=True, capture_output=True)
-    (home / "issuer.toml").write_text((home / "issuer.toml").read_text().replace(
-        "jwks_max_age = 300", "jwks_max_age = 2").replace('rate_limit = "600/minute"',
-                                                          'rate_limit = "unlimited"'))
+    home, env = new_home(tmp_path, "https://issuer.example.com", jwks_max_age="2",
+                         rate_limit='"unlimited"')
     port = free_port()
     process = start(home, env, port)
     yield Served(home, f"http://127.0.0.1:{port}", process, env)
@@ -181,7 +197,7 @@ def test_sigkill_under_load_loses_no_returned_statement(served: Served) -> None:
 
 def run_demo(home: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
     """`make run`'s program in ``home``, until it serves; returns its output so far."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
+    env = clean_env()
     env["ISSUER_SERVICE_PORT"] = str(port)
     process = subprocess.Popen([str(Path(installed_issuer()).parent / "python"), "-m", "issuer.demo"],
                                cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -219,13 +235,8 @@ def test_make_run_demo_serves_and_its_curl_mints(tmp_path: Path) -> None:
 
 
 def test_the_served_issuer_rotates_on_schedule(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
-    home = tmp_path / "issuer"
-    subprocess.run([installed_issuer(), "init", "--dir", str(home)], env=env, check=True,
-                   capture_output=True)
-    config = home / "issuer.toml"
-    config.write_text(config.read_text().replace('rotation_period = "90d"', 'rotation_period = "2s"')
-                      .replace("jwks_max_age = 300", "jwks_max_age = 1"))
+    home, env = new_home(tmp_path, "http://127.0.0.1:8000", rotation_period='"2s"',
+                         jwks_max_age="1")
     port = free_port()
     process = start(home, env, port)
     try:
@@ -249,14 +260,9 @@ def test_the_served_issuer_rotates_on_schedule(tmp_path: Path) -> None:
 def test_revocation_while_serving(tmp_path: Path) -> None:
     """Revoke a statement while the service runs: verifiers refuse it once their cached list
     is older than its ttl, its sibling stays valid, and a restart changes nothing."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    home = tmp_path / "issuer"
-    subprocess.run([installed_issuer(), "init", "--dir", str(home), "--issuer", url], env=env,
-                   check=True, capture_output=True)
-    config = home / "issuer.toml"
-    config.write_text(config.read_text().replace("status_list_ttl = 300", "status_list_ttl = 1"))
+    home, env = new_home(tmp_path, url, status_list_ttl="1")
     served = Served(home, url, start(home, env, port), env)
     try:
         minter = served.token("ci", "--role", "minter", "--template", "desktop-agent")

@@ -242,27 +242,11 @@ def test_fetches_are_bounded_in_time(slow_server: str) -> None:
         http_get(slow_server, {}, limit=1024, timeout=0.5)
 
 
-def test_fetches_are_bounded_in_size(tmp_path: Path) -> None:
-    import http.server
-
-    (tmp_path / "big.json").write_text(json.dumps({"keys": [{"kty": "x" * 2_000_000}]}))
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **k: Any) -> None:
-            super().__init__(*a, directory=str(tmp_path), **k)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/big.json"
-        with pytest.raises(FetchError, match="larger than"):
-            http_get(url, {}, limit=1024 * 1024)
-        remote = RemoteJwks(url)
-        with pytest.raises(InvalidSoftwareStatement, match="larger than"):
-            remote.get()
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_fetches_are_bounded_in_size(file_server: tuple[str, Path]) -> None:
+    base, directory = file_server
+    (directory / "big.json").write_text(json.dumps({"keys": [{"kty": "x" * 2_000_000}]}))
+    url = f"{base}/big.json"
+    with pytest.raises(FetchError, match="larger than"):
+        http_get(url, {}, limit=1024 * 1024)
+    with pytest.raises(InvalidSoftwareStatement, match="larger than"):
+        RemoteJwks(url).get()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,28 +201,7 @@ def test_any_string_is_refused_cleanly(token: str) -> None:
 # --- issuer verify ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jwks_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real HTTP server on 127.0.0.1 serving files from a directory."""
-    directory = tmp_path / "www"
-    directory.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, directory=str(directory), **kwargs)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", directory
-    server.shutdown()
-    server.server_close()
-
-
-def test_verify_cli(cli: Cli, tmp_path: Path, jwks_server: tuple[str, Path]) -> None:
+def test_verify_cli(cli: Cli, tmp_path: Path, file_server: tuple[str, Path]) -> None:
     token = cli("mint", "desktop-agent", "--set", "software_version=9").stdout.strip()
     ok = cli("verify", token)
     assert ok.exit_code == 0, ok.stderr
@@ -241,7 +217,7 @@ def test_verify_cli(cli: Cli, tmp_path: Path, jwks_server: tuple[str, Path]) -> 
     offline = cli("verify", token, "--jwks", str(jwks_file), "--issuer", ISS, "--json",
                   "--no-status-check", config=False)
     assert offline.exit_code == 0 and json.loads(offline.stdout)["valid"] is True
-    url, www = jwks_server
+    url, www = file_server
     (www / "jwks.json").write_text(jwks_file.read_text())
     remote = cli("verify", token, "--jwks", f"{url}/jwks.json", "--issuer", ISS,
                  "--no-status-check", config=False)

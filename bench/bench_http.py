@@ -121,7 +121,7 @@ def run() -> list[Row]:
         sample = httpx.post(f"{base}/v1/statements", content=body,
                             headers={"Authorization": f"Bearer {token}",
                                      "Content-Type": "application/json"}).json()
-        claims = json.loads(__import__("issuer.encoding", fromlist=["x"]).b64url_decode(
+        claims = json.loads(__import__("issuer.core.encoding", fromlist=["x"]).b64url_decode(
             sample["software_statement"].split(".")[1]))
         jwks_bytes = httpx.get(f"{base}/.well-known/jwks.json").content
         before = sqlite3.connect(home / "issuer.db").execute(

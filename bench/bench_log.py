@@ -13,10 +13,10 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from issuer import merkle
-from issuer.audit import connect
-from issuer.note import NoteSigner
-from issuer.tlog import TransparencyLog
+from issuer.log import merkle
+from issuer.log.note import NoteSigner
+from issuer.log.tlog import TransparencyLog
+from issuer.store.audit import connect
 
 from .common import Row, best_rate
 

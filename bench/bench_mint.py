@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from joserfc import jwt as jjwt
 from joserfc.jwk import ECKey, OKPKey
 
-from issuer.authority import Authority, init_issuer
-from issuer.cli import read_batch
-from issuer.encoding import b64url_decode
+from issuer.cli.mint import read_batch
+from issuer.core.authority import Authority, init_issuer
+from issuer.core.encoding import b64url_decode
 
 from .common import Row, best_rate
 

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from issuer.authority import Authority, init_issuer
-from issuer.statements import MintRequest
-from issuer.tlog import verify_log
+from issuer.core.authority import Authority, init_issuer
+from issuer.core.statements import MintRequest
+from issuer.log.tlog import verify_log
 
 from .common import Row, best_rate
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from joserfc import jwt as jjwt
 from joserfc.jwk import JWKRegistry
 
-from issuer.authority import init_issuer
-from issuer.remote import HttpResponse
-from issuer.service import create_app
-from issuer.statements import MintRequest
-from issuer.verifier import StatementVerifier, TrustedIssuer
+from issuer.core.authority import init_issuer
+from issuer.core.statements import MintRequest
+from issuer.service.app import create_app
+from issuer.verifier.remote import HttpResponse
+from issuer.verifier.trust import StatementVerifier, TrustedIssuer
 
 from .common import Row, best_rate
 

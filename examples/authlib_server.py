@@ -27,9 +27,8 @@ from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from issuer.authlib_registration import SoftwareStatementRegistration
-from issuer.registration import Registrar, RegistrationPolicy
-from issuer.verifier import StatementVerifier, TrustedIssuer
+from issuer.verifier import Registrar, RegistrationPolicy, StatementVerifier, TrustedIssuer
+from issuer.verifier.authlib import SoftwareStatementRegistration
 
 
 class _Payload(JsonPayload):  # type: ignore[misc]

@@ -1,5 +1,5 @@
 """``python -m issuer`` runs the CLI."""
 
-from .cli import main
+from issuer.cli import main
 
 main()

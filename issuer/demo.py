@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .authority import Authority, init_issuer, local_principal
-from .config import CONFIG_FILE
-from .errors import IssuerError, NotFound
-from .files import atomic_write
+from issuer.core.authority import Authority, init_issuer, local_principal
+from issuer.core.config import CONFIG_FILE
+from issuer.core.errors import IssuerError, NotFound
+from issuer.core.files import atomic_write
 
 DEMO_ISSUER = "http://127.0.0.1:8000"
 DEMO_TOKEN = "demo-minter"
@@ -68,7 +68,7 @@ def print_tour(auth: Authority) -> None:
 
 
 def main() -> int:
-    from .service import serve
+    from issuer.service.app import serve
 
     home = Path.cwd()
     try:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from issuer.authority import Authority, init_issuer
-from issuer.clock import FixedClock
+from issuer.core.authority import Authority, init_issuer
+from issuer.core.clock import FixedClock
 
 #: Published test vectors (sources in fixtures/vectors/README.md), copied unchanged.
 VECTORS = Path(__file__).resolve().parent / "fixtures" / "vectors"

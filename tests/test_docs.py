@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .test_cli import all_commands
+from tests.cli.test_cli import all_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 

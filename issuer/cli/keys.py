@@ -1,0 +1,144 @@
+"""``issuer keys ...`` and ``issuer jwks``: the keystore and its lifecycle (docs/keys.md)."""
+
+from __future__ import annotations
+
+import click
+
+from issuer.core.authority import local_principal
+from issuer.core.clock import rfc3339
+
+from .common import (
+    ALG_CHOICES,
+    IDENTIFIER_ARGS,
+    authority,
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    when,
+)
+
+
+@click.group()
+def keys() -> None:
+    """Signing keys: generate, list, rotate, revoke, history (see docs/keys.md)."""
+
+
+@keys.command("generate")
+@config_option
+@click.option("--alg", type=click.Choice(ALG_CHOICES), default=None,
+              help="Algorithm (default: default_alg of issuer.toml).")
+@click.option("--activate", is_flag=True,
+              help="Sign with the new key at once and retire the current one (an emergency: "
+                   "verifiers may not have it yet).")
+@click.option("--rsa-bits", type=click.IntRange(min=2048), default=None,
+              help="RSA modulus size for RS256/PS256 (default 3072, at least 2048).")
+@json_option
+def keys_generate(alg: str | None, activate: bool, rsa_bits: int | None, as_json: bool) -> None:
+    """Generate a key pair: active if there is none, otherwise `next` (published, not signing)."""
+    key = authority().keys.generate(alg, activate=activate, actor=local_principal(),
+                                    channel="cli", rsa_bits=rsa_bits)
+    if as_json:
+        echo_json({"kid": key.kid, "alg": key.alg, "state": key.state})
+    else:
+        click.echo(f"generated {key.alg} key {key.kid} ({key.state})")
+
+
+@keys.command("list")
+@config_option
+@json_option
+def keys_list(as_json: bool) -> None:
+    """List keys with state, algorithm, times and how many statements each signed."""
+    rows = authority().keys.history()
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table([[r["kid"], r["state"], r["alg"], when(r["created_at"]), when(r["activated_at"]),
+                 when(r["retired_at"] or r["revoked_at"] or r["expired_at"]),
+                 when(r["published_until"]), str(r["statements"])] for r in rows],
+               ["KID", "STATE", "ALG", "CREATED", "ACTIVATED", "RETIRED/REVOKED/EXPIRED",
+                "PUBLISHED_UNTIL", "STATEMENTS"])
+
+
+@keys.command("rotate")
+@config_option
+@click.option("--if-due", is_flag=True,
+              help="Only when rotation_period has passed (for cron); also expires retired keys "
+                   "whose last statement has expired.")
+@click.option("--wait", is_flag=True,
+              help="Wait until the next key has been published for jwks_max_age.")
+@click.option("--force", is_flag=True,
+              help="Activate the next key even if verifiers may not have it yet (emergency).")
+@json_option
+def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
+    """Make the pre-published next key active, retire the active one, publish a new next."""
+    lifecycle = authority().keys
+    if if_due:
+        done = lifecycle.maintain(actor=local_principal(), channel="cli")
+        if as_json:
+            echo_json({"changes": done})
+        else:
+            click.echo("\n".join(done) if done else "nothing due")
+        return
+    active = lifecycle.rotate(actor=local_principal(), channel="cli", force=force, wait=wait)
+    nxt = lifecycle.by_state("next")
+    if as_json:
+        echo_json({"active": active.kid, "next": nxt[0].kid if nxt else None})
+    else:
+        click.echo(f"rotated: {active.kid} is now active; next is {nxt[0].kid if nxt else '-'}")
+
+
+@keys.command("revoke", context_settings=IDENTIFIER_ARGS)
+@config_option
+@click.argument("kid")
+@click.option("--reason", type=click.Choice(["unspecified", "compromised", "superseded"]),
+              required=True, help="Why: shown to verifiers in the historical keys document.")
+@click.option("--force", is_flag=True, help="Allow revoking the active (signing) key.")
+@json_option
+def keys_revoke(kid: str, reason: str, force: bool, as_json: bool) -> None:
+    """Withdraw a key from the JWKS at once and list the statements it signed."""
+    auth = authority()
+    key, count = auth.keys.revoke(kid, reason, actor=local_principal(), channel="cli",
+                                  force=force)
+    live = [r for r in auth.audit.statements(kid=kid) if r.exp > auth.now()]
+    if as_json:
+        echo_json({"kid": key.kid, "state": key.state, "reason": reason, "statements": count,
+                   "unexpired": [{"jti": r.jti, "template": r.template,
+                                  "software_id": r.software_id,
+                                  "software_version": r.software_version, "exp": r.exp}
+                                 for r in live]})
+        return
+    click.echo(f"revoked key {kid} ({reason}); it signed {count} statement(s), "
+               f"{len(live)} still unexpired, which no verifier will accept now:")
+    echo_table([[r.jti, r.template, r.software_id or "-", r.software_version or "-",
+                 rfc3339(r.exp)] for r in live],
+               ["JTI", "TEMPLATE", "SOFTWARE_ID", "VERSION", "EXP"])
+    click.echo(f"re-mint them; `issuer audit list --kid {kid}` lists them again", err=True)
+
+
+@keys.command("history")
+@config_option
+@json_option
+def keys_history(as_json: bool) -> None:
+    """Every key that ever existed, with its lifecycle times (what historical-keys publishes)."""
+    rows = authority().keys.history()
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['kid']}  {r['alg']}  {r['state']}")
+        for label in ("created_at", "published_at", "activated_at", "retired_at", "expired_at",
+                      "revoked_at"):
+            if r[label] is not None:
+                click.echo(f"    {label[:-3]:10} {rfc3339(r[label])}")
+        if r["revocation_reason"]:
+            click.echo(f"    reason     {r['revocation_reason']}")
+        click.echo(f"    statements {r['statements']}; verifiers need it until "
+                   f"{rfc3339(r['verifier_exp'])}")
+
+
+@click.command("jwks")
+@config_option
+def jwks_command() -> None:
+    """Print the public JWK Set verifiers use (RFC 7517 section 5); never a private member."""
+    echo_json(authority().jwks())

@@ -1,0 +1,123 @@
+"""``issuer mint``: one statement, or a batch, from the local keystore."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from issuer.core import metadata
+from issuer.core.authority import local_principal
+from issuer.core.errors import UsageError
+from issuer.core.files import atomic_write
+from issuer.core.statements import MintRequest, parse_mint_request
+
+from .common import authority, config_option, json_option
+
+
+def parse_values(sets: Sequence[str], set_jsons: Sequence[str]) -> dict[str, Any]:
+    """``--set claim=value`` (repeat it for an array claim) and ``--set-json claim=JSON``."""
+    values: dict[str, Any] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set expects claim=value, got {item!r}")
+        if metadata.is_array_claim(name):
+            if name in values and not isinstance(values[name], list):
+                raise UsageError(f"claim '{name}' given twice")
+            values.setdefault(name, []).append(value)
+        elif name in values:
+            raise UsageError(f"claim '{name}' given twice (it is not an array claim; use "
+                             "--set-json for a JSON value)")
+        else:
+            values[name] = value
+    for item in set_jsons:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set-json expects claim=JSON, got {item!r}")
+        if name in values:
+            raise UsageError(f"claim '{name}' given twice")
+        try:
+            values[name] = json.loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"--set-json {name}: not valid JSON ({exc})") from None
+    return values
+
+
+def read_batch(path: str) -> list[MintRequest]:
+    """One ``{"template": ..., "claims": {...}}`` object per line; blank lines are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path != "-" else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read batch file {path}: {exc}") from None
+    requests = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
+        requests.append(parse_mint_request(obj, where=f"{path}:{number}"))
+    if not requests:
+        raise UsageError(f"{path}: no mint requests in the batch file")
+    return requests
+
+
+@contextlib.contextmanager
+def progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal, nothing otherwise."""
+    if total < 2 or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label="minting", file=sys.stderr) as bar:
+        yield bar.update
+
+
+@click.command()
+@config_option
+@click.argument("template", required=False)
+@click.option("--set", "sets", multiple=True, metavar="CLAIM=VALUE",
+              help="Set an overridable claim; repeat for an array claim like redirect_uris.")
+@click.option("--set-json", "set_jsons", multiple=True, metavar="CLAIM=JSON",
+              help="Set an overridable claim to a JSON value.")
+@click.option("--batch", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Mint one statement per JSONL line {template, claims}, all or nothing.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the output to FILE instead of stdout.")
+@json_option
+def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...],
+         batch: str | None, out: Path | None, as_json: bool) -> None:
+    """Mint a signed software statement from TEMPLATE (or a --batch file).
+
+    Prints the compact JWS, or with --json the object with software_statement, jti, digest,
+    kid, iat, exp and template. Output appears only after the audit record is committed.
+    """
+    if batch is not None and (template or sets or set_jsons):
+        raise UsageError("--batch takes its templates and claims from the file; don't give "
+                         "TEMPLATE, --set or --set-json with it")
+    if batch is None and not template:
+        raise UsageError("missing TEMPLATE (or --batch FILE)")
+    if batch is not None:
+        requests = read_batch(batch)
+    else:
+        assert template is not None
+        requests = [parse_mint_request({"template": template,
+                                        "claims": parse_values(sets, set_jsons)})]
+    with progress_bar(len(requests)) as progress:
+        results = authority().mint_many(requests, principal=local_principal(), channel="cli",
+                                        progress=progress)
+    lines = [json.dumps(r.as_json()) if as_json else r.software_statement for r in results]
+    if as_json and batch is None:
+        lines = [json.dumps(results[0].as_json(), indent=2)]
+    output = "\n".join(lines) + "\n"
+    if out is not None:
+        atomic_write(out, output.encode("utf-8"))
+        click.echo(f"wrote {len(results)} statement(s) to {out}", err=True)
+    else:
+        click.echo(output, nl=False)

@@ -1,0 +1,24 @@
+"""``issuer serve``: run the HTTP service."""
+
+from __future__ import annotations
+
+import click
+
+from .common import authority, config_option
+
+
+@click.command()
+@config_option
+@click.option("--host", default=None, help="Address to bind (default: service.host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: service.port).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="Log one line per request (method, path, status; never headers).")
+def serve(host: str | None, port: int | None, access_log: bool) -> None:
+    """Serve the issuer over HTTP: JWKS, metadata, mint and audit APIs (docs/http-api.md)."""
+    from issuer.service.app import serve as run
+
+    auth = authority()
+    auth.keystore.signer()  # fail now, not at the first request, if the key can't be loaded
+    run(auth, host or auth.config.service.host, port or auth.config.service.port,
+        access_log=access_log)

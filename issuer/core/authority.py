@@ -1,0 +1,412 @@
+"""The issuing authority: the one core object the CLI and the HTTP service both drive.
+
+:class:`Authority` owns the configuration, the keystore, the templates and the audit store.
+Fronts translate arguments and errors; every rule and every write happens here or below.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from issuer.core.clock import Clock, SystemClock, rfc3339
+from issuer.core.config import (
+    CONFIG_FILE,
+    Config,
+    load_config,
+    normalize_alg,
+    render_config,
+    validate_issuer_url,
+)
+from issuer.core.encoding import statement_digest
+from issuer.core.errors import (
+    ConfigError,
+    Conflict,
+    InvalidSoftwareStatement,
+    IssuerError,
+    NotFound,
+    UsageError,
+)
+from issuer.core.files import atomic_write
+from issuer.core.statements import (
+    MintRequest,
+    MintResult,
+    build_payload,
+    encode_payload,
+    new_jti,
+    resolve_claims,
+)
+from issuer.core.templates import Template, TemplateStore
+from issuer.core.tokens import TokenStore
+from issuer.keys.keystore import PASSPHRASE_ENV, Keystore
+from issuer.keys.lifecycle import KeyLifecycle
+from issuer.log.tlog import TransparencyLog, origin_for
+from issuer.status import statuslist
+from issuer.status.registry import STATUS_NAMES, StatusRegistry
+from issuer.store.audit import LOG_SCHEMA_VERSION, AuditStore, StatementRecord
+from issuer.verifier.jose import read_header
+from issuer.verifier.remote import StatusListClient, http_fetch
+from issuer.verifier.statement import VerifiedStatement, verify
+
+Progress = Callable[[int], None]
+
+
+def local_principal() -> str:
+    """The local user, recorded as the principal of CLI actions (SPEC "Audit")."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: MintRequest
+    template: Template
+    claims: dict[str, Any]
+    principal: str
+    channel: str
+
+
+class Authority:
+    """Keys, templates and audit records of one issuer, behind one set of operations."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.keystore = Keystore(config.keys_dir, passphrase=env.get(PASSPHRASE_ENV))
+        self.templates = TemplateStore(config.templates_dir, config.max_lifetime)
+        self._audit: AuditStore | None = None
+        self._status: StatusRegistry | None = None
+        self.keys = KeyLifecycle(self.keystore, lambda: self.audit, config, self.clock)
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, *,
+                    env: Mapping[str, str] | None = None,
+                    clock: Clock | None = None) -> Authority:
+        """Load issuer.toml (SPEC lookup order) and build the authority over it."""
+        return cls(load_config(path, env), clock=clock, env=env)
+
+    @property
+    def audit(self) -> AuditStore:
+        """The audit store, opened (and migrated) on first use, its transparency log attached."""
+        if self._audit is None:
+            store = AuditStore.open(self.config.database)
+            try:
+                self._attach_log(store)
+            except BaseException:
+                store.close()
+                raise
+            self._audit = store
+        return self._audit
+
+    @property
+    def log(self) -> TransparencyLog:
+        """The issuance transparency log (docs/transparency-log.md)."""
+        log = self.audit.log
+        assert log is not None
+        return log
+
+    def _attach_log(self, store: AuditStore) -> None:
+        """Every event enters the Merkle tree; a log key is made on first use, and events from
+        before the log existed are appended once, by the upgrade that created the log.
+
+        Only then: an open never rebuilds a log whose tables lost rows, or anyone who can write
+        the database could have a rewritten history signed afresh (`issuer audit verify`
+        reports it instead)."""
+        verifier = self.keystore.log_verifier()
+        created = verifier is None
+        if verifier is None:
+            verifier = self.keystore.create_log_key(origin_for(self.config.issuer))
+        log = TransparencyLog(store.conn, self.keystore.log_signer, verifier)
+        if store.opened_at_version < LOG_SCHEMA_VERSION:
+            with store.transaction():
+                log.catch_up()
+        store.log = log
+        if created:
+            now = self.now()
+            with store.transaction():
+                store.append_event(time=now, type="log.key_generated", actor=local_principal(),
+                                   channel="cli", subject=verifier.name,
+                                   data={"origin": verifier.name,
+                                         "verifier_key": verifier.verifier_key()})
+
+    @property
+    def status(self) -> StatusRegistry:
+        """Token Status Lists: indices, revocation, suspension (docs/revocation.md)."""
+        if self._status is None:
+            self._status = StatusRegistry(self.audit, self.config, self.clock)
+        return self._status
+
+    def set_status(self, ref: str, status: str, reason: str, *, actor: str,
+                   channel: str) -> tuple[StatementRecord, bool]:
+        """Revoke, suspend or un-suspend (``status``: revoked, suspended, active) a statement
+        by jti or digest; returns its record and whether anything changed."""
+        targets = {"revoked": statuslist.INVALID, "suspended": statuslist.SUSPENDED,
+                   "active": statuslist.VALID}
+        if status not in targets:
+            raise UsageError(f"status {status!r} is not one of {', '.join(targets)}")
+        record = self.audit.statement(ref)
+        return self.status.change(record, targets[status], reason, actor=actor,
+                                  channel=channel, now=self.now())
+
+    def statement_status(self, token: str) -> dict[str, Any]:
+        """``POST /v1/status``: what this issuer says of a statement it signed."""
+        try:
+            digest = statement_digest(token.strip())
+            record = self.audit.statement(digest)
+        except (NotFound, UnicodeEncodeError):
+            return {"status": "unknown"}
+        answer: dict[str, Any] = {"jti": record.jti, "exp": record.exp}
+        current = STATUS_NAMES[self.status.status_of(record.jti)]
+        key = next((k for k in self.keystore.keys() if k.kid == record.kid), None)
+        if current == "revoked":
+            answer.update(status="revoked", revoked_at=record.revoked_at,
+                          reason=record.revocation_reason)
+        elif key is not None and key.state == "revoked":
+            answer.update(status="revoked", revoked_at=key.revoked_at,
+                          reason=f"signing key revoked ({key.revocation_reason})")
+        elif current == "suspended":
+            answer["status"] = "suspended"
+        elif record.exp <= self.now():
+            answer["status"] = "expired"
+        else:
+            answer["status"] = "active"
+        return answer
+
+    @property
+    def tokens(self) -> TokenStore:
+        """API tokens of the HTTP service, kept in the audit database."""
+        return TokenStore(self.audit)
+
+    def close(self) -> None:
+        if self._audit is not None:
+            self._audit.close()
+            self._audit = None
+            self._status = None
+
+    def now(self) -> int:
+        return int(self.clock.now())
+
+    # --- minting ---------------------------------------------------------------------
+
+    def mint(self, request: MintRequest, *, principal: str, channel: str) -> MintResult:
+        """Mint one statement; it is returned only once its audit record is committed."""
+        return self.mint_many([request], principal=principal, channel=channel)[0]
+
+    def mint_many(self, requests: Sequence[MintRequest], *, principal: str, channel: str,
+                  progress: Progress | None = None) -> list[MintResult]:
+        """Mint all of ``requests`` or none: every one is checked and signed before a single
+        transaction records them all."""
+        templates: dict[str, Template] = {}  # each template is read once per batch
+        prepared = [self._prepare(req, principal, channel, templates,
+                                  f"item {i + 1}: " if len(requests) > 1 else "")
+                    for i, req in enumerate(requests)]
+        return self._commit(prepared, progress)
+
+    def mint_group(self, items: Sequence[tuple[MintRequest, str, str]]
+                   ) -> list[MintResult | IssuerError]:
+        """Group commit for independent callers (``request, principal, channel``): a request
+        that fails its checks fails alone; the others are recorded in one transaction, and
+        every result is handed out only after it commits."""
+        templates: dict[str, Template] = {}
+        outcomes: list[MintResult | IssuerError | None] = []
+        prepared = []
+        for request, principal, channel in items:
+            try:
+                prepared.append(self._prepare(request, principal, channel, templates, ""))
+                outcomes.append(None)
+            except IssuerError as exc:
+                outcomes.append(exc)
+        committed = iter(self._commit(prepared) if prepared else [])
+        return [outcome if outcome is not None else next(committed) for outcome in outcomes]
+
+    def _commit(self, prepared: Sequence[_Prepared],
+                progress: Progress | None = None) -> list[MintResult]:
+        signer = self.keystore.signer()
+        now = self.now()
+        # One transaction: the status indices, the signatures that carry them, the records and
+        # the log checkpoint commit together, or not at all.
+        with self.audit.transaction():
+            seen: set[str] = set()
+            for item in prepared:
+                if item.template.name not in seen:
+                    self._note_template(item.template, now, item.principal, item.channel)
+                    seen.add(item.template.name)
+            refs = self.status.allocate(len(prepared), now)
+            first = self.audit.next_index()
+            records = []
+            for index, (item, ref) in enumerate(zip(prepared, refs), start=first):
+                jti = new_jti()
+                payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
+                                        lifetime=item.template.lifetime, jti=jti,
+                                        status=ref.claim())
+                token = signer.sign(encode_payload(payload))
+                records.append(StatementRecord(
+                    jti=jti, digest=statement_digest(token), iss=self.config.issuer,
+                    kid=signer.kid, alg=signer.alg, template=item.template.name,
+                    template_digest=item.template.digest,
+                    software_id=_text(item.claims.get("software_id")),
+                    software_version=_text(item.claims.get("software_version")),
+                    claims=payload, mint_values=dict(item.request.claims), iat=now,
+                    exp=payload["exp"], principal=item.principal, channel=item.channel,
+                    software_statement=token, log_index=index))
+                if progress:
+                    progress(1)
+            committed = self.audit.record_statements(
+                records, status=[(ref.list_id, ref.idx) for ref in refs])
+        return [MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
+                           kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
+                           log_index=r.log_index) for r in committed]
+
+    def _prepare(self, request: MintRequest, principal: str, channel: str,
+                 templates: dict[str, Template], label: str) -> _Prepared:
+        try:
+            template = templates.get(request.template)
+            if template is None:
+                template = templates[request.template] = self.templates.load(request.template)
+            return _Prepared(request, template, resolve_claims(template, request.claims),
+                             principal, channel)
+        except IssuerError as exc:
+            if label:  # name the failing item of a batch
+                exc.description = label + exc.description
+            raise
+
+    def _note_template(self, template: Template, now: int, actor: str, channel: str) -> None:
+        """Record a template's first use, or what changed since the version last used."""
+        latest = self.audit.latest_template_version(template.name)
+        if latest is not None and latest[0] == template.digest:
+            return
+        content = template.content()
+        data: dict[str, Any]
+        if latest is None:
+            event, data = "template.recorded", {"template": template.name,
+                                                "digest": template.digest, "content": content}
+        else:
+            event, data = "template.changed", {
+                "template": template.name, "old_digest": latest[0],
+                "new_digest": template.digest, "changes": diff_templates(latest[1], content),
+                "content": content}
+        self.audit.record_template_version(name=template.name, digest=template.digest,
+                                           content=content, event_type=event, data=data,
+                                           time=now, actor=actor, channel=channel)
+
+    # --- keys ------------------------------------------------------------------------
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set a verifier needs now."""
+        return self.keys.jwks()
+
+    # --- verifying -------------------------------------------------------------------
+
+    def status_client(self) -> StatusListClient:
+        """A status list client that reads this issuer's own lists from its database (signed
+        and verified exactly as served) and fetches any other over HTTP."""
+        prefix = f"{self.config.issuer}/v1/status-lists/"
+
+        def fetch(uri: str) -> bytes:
+            if uri.startswith(prefix):
+                return self.status.document(uri[len(prefix):], self.keystore)[0].encode()
+            return http_fetch(uri)
+
+        return StatusListClient(clock=self.clock, fetch=fetch)
+
+    def verify(self, token: str, *, jwks: Mapping[str, Any] | None = None,
+               issuer: str | None = None, check_status: bool = True) -> VerifiedStatement:
+        """Verify like an authorization server would, by default against this issuer's
+        published keys and status lists; a statement of a revoked key says so."""
+        try:
+            return verify(token, jwks=self.jwks() if jwks is None else jwks,
+                          issuer=issuer or self.config.issuer, clock=self.clock,
+                          status=self.status_client() if check_status else None)
+        except InvalidSoftwareStatement as exc:
+            if jwks is None and "unknown key" in exc.description:
+                kid = read_header(token).get("kid")
+                known = {k.kid: k for k in self.keystore.keys()}
+                if isinstance(kid, str) and kid in known and known[kid].state in ("revoked", "expired"):
+                    key = known[kid]
+                    why = (f"revoked ({key.revocation_reason}) at {rfc3339(key.revoked_at or 0)}"
+                           if key.state == "revoked" else f"expired at {rfc3339(key.expired_at or 0)}")
+                    raise InvalidSoftwareStatement(
+                        f"software statement rejected: its key {kid} was {why}") from None
+            raise
+
+
+def diff_templates(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What changed between two resolved templates, field by field and claim by claim."""
+    changes: list[dict[str, Any]] = []
+    for key in sorted((set(old) | set(new)) - {"claims"}):
+        if old.get(key) != new.get(key):
+            changes.append(_change(key, old.get(key), new.get(key)))
+    old_claims, new_claims = old.get("claims", {}), new.get("claims", {})
+    for claim in sorted(set(old_claims) | set(new_claims)):
+        if old_claims.get(claim) != new_claims.get(claim):
+            changes.append(_change(f"claims.{claim}", old_claims.get(claim),
+                                   new_claims.get(claim)))
+    return changes
+
+
+def _change(path: str, old: Any, new: Any) -> dict[str, Any]:
+    change: dict[str, Any] = {"path": path, "old": old, "new": new}
+    if isinstance(old, list) and isinstance(new, list):
+        change["added"] = [v for v in new if v not in old]
+        change["removed"] = [v for v in old if v not in new]
+    return change
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def shipped_templates() -> Iterable[tuple[str, bytes]]:
+    """The example templates shipped with the package (the repository's ``templates/``)."""
+    folder = resources.files("issuer") / "shipped_templates"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            yield entry.name, entry.read_bytes()
+
+
+def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
+                clock: Clock | None = None, env: Mapping[str, str] | None = None) -> Authority:
+    """Create an issuer home: config, keystore with a first active key, example templates and
+    the database. Refuses to touch a directory that already holds an issuer."""
+    env = os.environ if env is None else env
+    try:
+        issuer = validate_issuer_url(issuer)
+        alg = normalize_alg(alg)
+    except ValueError as exc:
+        raise ConfigError(f"issuer init: {exc}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    for existing in (CONFIG_FILE, "issuer.db", "keys/keyring.json"):
+        if (directory / existing).exists():
+            raise Conflict(f"an issuer already exists in {directory} ({existing}); refusing to "
+                           "overwrite it")
+    templates = directory / "templates"
+    templates.mkdir(exist_ok=True)
+    for name, body in shipped_templates():
+        if not (templates / name).exists():  # a user's own template of that name wins
+            atomic_write(templates / name, body)
+    keys = directory / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    if not (keys / ".gitignore").exists():
+        atomic_write(keys / ".gitignore", b"# private keys never go into git\n*\n")
+    atomic_write(directory / CONFIG_FILE, render_config(issuer, alg).encode("utf-8"))
+    authority = Authority(load_config(directory / CONFIG_FILE, env={}), clock=clock, env=env)
+    try:
+        authority.keys.generate(alg, actor=actor, channel="cli")
+        authority.keys.ensure_next(actor=actor, channel="cli")
+    except BaseException:
+        # Leave nothing half-made: a later `issuer init` must not find a broken issuer.
+        authority.close()
+        for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm",
+                         "keys/keyring.json"):
+            (directory / leftover).unlink(missing_ok=True)
+        raise
+    return authority

@@ -1,0 +1,280 @@
+"""Metadata templates: one TOML file per package or connector class (SPEC "Templates").
+
+A template resolves along its ``extends`` chain (child wins; ``[claims]`` merge claim by claim),
+is checked against the RFC 7591 rules of :mod:`issuer.core.metadata`, and gets a digest: the SHA-256
+of its canonical resolved content, recorded beside every statement minted from it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from issuer.core import metadata
+from issuer.core.clock import format_duration, parse_duration
+from issuer.core.encoding import canonical_json, sha256_hex
+from issuer.core.errors import NotFound, TemplateError
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+KEYS = ("description", "extends", "lifetime", "overridable", "required", "claims")
+RULE = "SPEC Templates"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One rejection (or warning) naming file, claim or key, and rule."""
+
+    level: metadata.Level
+    file: str
+    where: str  # "claim 'scope'", "key 'lifetime'"
+    message: str
+    rule: str
+    code: str = "invalid_template"
+
+    def line(self) -> str:
+        return f"{self.file}: {self.where}: {self.message} ({self.rule})"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A resolved, validated template."""
+
+    name: str
+    path: Path
+    chain: tuple[str, ...]  # this template first, then what it extends
+    description: str
+    lifetime: int  # seconds
+    overridable: frozenset[str]  # includes every required claim
+    required: frozenset[str]
+    claims: dict[str, Any]
+    digest: str
+    warnings: tuple[Problem, ...] = ()
+
+    def content(self) -> dict[str, Any]:
+        """The resolved content that the digest covers (and history diffs compare)."""
+        return template_content(self.description, self.lifetime, self.overridable,
+                                self.required, self.claims)
+
+
+def template_content(description: str, lifetime: int, overridable: Iterable[str],
+                     required: Iterable[str], claims: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "lifetime": format_duration(lifetime),
+        "overridable": sorted(overridable),
+        "required": sorted(required),
+        "claims": claims,
+    }
+
+
+def check_name(name: str) -> str:
+    """Template names are file names: ``[a-z0-9][a-z0-9._-]{0,63}``; nothing else is read."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise NotFound(f"no template named {name!r} (names match [a-z0-9][a-z0-9._-]{{0,63}})")
+    return name
+
+
+@dataclass
+class _Resolution:
+    """Accumulates one template's resolution along its chain."""
+
+    leaf: str
+    problems: list[Problem] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # key or claim -> file that set it
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, file: str, where: str, message: str, rule: str = RULE) -> None:
+        self.problems.append(Problem("error", file, where, message, rule))
+
+
+def _json_problem(value: Any) -> str | None:
+    """TOML can express values JSON can't (dates, NaN); a claim must be plain JSON."""
+    if isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "is not a finite number"
+    if isinstance(value, list):
+        return next((p for p in map(_json_problem, value) if p), None)
+    if isinstance(value, dict):
+        return next((p for p in map(_json_problem, value.values()) if p), None)
+    return f"holds a TOML {type(value).__name__}, which is not a JSON value (quote it)"
+
+
+class TemplateStore:
+    """The templates directory: lists, resolves, validates and caches templates."""
+
+    def __init__(self, directory: Path, max_lifetime: int) -> None:
+        self.directory = directory
+        self.max_lifetime = max_lifetime
+        self._cache: dict[str, tuple[tuple[tuple[str, int, int], ...], Template]] = {}
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{check_name(name)}.toml"
+
+    def names(self) -> list[str]:
+        """Every template name in the directory, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.toml") if NAME.match(p.stem))
+
+    def load(self, name: str) -> Template:
+        """Resolve and validate ``name``; raise NotFound or TemplateError (first problem)."""
+        cached = self._cache.get(name)
+        if cached and cached[0] == self._stamp(cached[1].chain):
+            return cached[1]
+        template, problems = self.check(name)
+        errors = [p for p in problems if p.level == "error"]
+        if template is None or errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise TemplateError(errors[0].line() + more)
+        self._cache[name] = (self._stamp(template.chain), template)
+        return template
+
+    def _stamp(self, chain: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
+        stamp = []
+        for link in chain:
+            try:
+                st = os.stat(self.path(link))
+            except OSError:
+                return ()
+            stamp.append((link, st.st_mtime_ns, st.st_size))
+        return tuple(stamp)
+
+    def check(self, name: str) -> tuple[Template | None, list[Problem]]:
+        """Resolve ``name`` and report every problem (errors and warnings)."""
+        check_name(name)
+        if not self.path(name).is_file():
+            raise NotFound(f"no template named '{name}' (no {self._show(self.path(name))})")
+        res = _Resolution(leaf=self._show(self.path(name)))
+        self._resolve(name, res, referrer=None)
+        if any(p.level == "error" for p in res.problems):
+            return None, res.problems
+        return self._finish(name, res)
+
+    def _show(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    def _read(self, name: str, res: _Resolution, referrer: str | None) -> dict[str, Any] | None:
+        path = self.path(name)
+        shown = self._show(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            assert referrer is not None
+            res.fail(referrer, "key 'extends'", f"template '{name}' not found (no {shown})")
+            return None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            res.fail(shown, "file", f"not valid TOML: {exc}", "TOML 1.0")
+            return None
+        except OSError as exc:
+            res.fail(shown, "file", f"cannot read: {exc.strerror}")
+            return None
+        for key in data:
+            if key not in KEYS:
+                res.fail(shown, f"key '{key}'", f"unknown key (known: {', '.join(KEYS)}); "
+                         "claims go in the [claims] table")
+        return data
+
+    def _resolve(self, name: str, res: _Resolution, referrer: str | None) -> None:
+        if name in res.chain:
+            cycle = " -> ".join([*res.chain, name])
+            res.fail(referrer or res.leaf, "key 'extends'", f"extends cycle: {cycle}")
+            return
+        data = self._read(name, res, referrer)
+        if data is None:
+            return
+        shown = self._show(self.path(name))
+        res.chain.append(name)
+        res.files.append(self.path(name))
+        parent = data.get("extends")
+        if parent is not None:
+            if not isinstance(parent, str) or not NAME.match(parent):
+                res.fail(shown, "key 'extends'", f"{parent!r} is not a template name")
+            else:
+                self._resolve(parent, res, referrer=shown)
+        # Parents were applied first; this file's values now win (SPEC "Inheritance").
+        for key in ("description", "lifetime", "overridable", "required"):
+            if key in data:
+                res.values[key] = data[key]
+                res.origin[key] = shown
+        claims = data.get("claims", {})
+        if not isinstance(claims, dict):
+            res.fail(shown, "key 'claims'", "must be a table ([claims])")
+            return
+        for claim, value in claims.items():
+            problem = _json_problem(value)
+            if problem:
+                res.fail(shown, f"claim '{claim}'", problem)
+            res.claims[claim] = value
+            res.origin["claims." + claim] = shown
+
+    def _finish(self, name: str, res: _Resolution) -> tuple[Template | None, list[Problem]]:
+        where = res.origin.get
+        description = res.values.get("description", "")
+        if not isinstance(description, str):
+            res.fail(where("description", res.leaf), "key 'description'", "must be a string")
+        lifetime = self._lifetime(res)
+        overridable = self._claim_list(res, "overridable")
+        required = self._claim_list(res, "required")
+        overridable |= required  # SPEC: required implies overridable
+        for finding in metadata.check_claims(res.claims, pending=required):
+            file = where("claims." + finding.claim, res.leaf)
+            res.problems.append(Problem(finding.level, file, f"claim '{finding.claim}'",
+                                        finding.message, finding.rule, finding.code))
+        if any(p.level == "error" for p in res.problems) or lifetime is None:
+            return None, res.problems
+        content = template_content(description, lifetime, overridable, required, res.claims)
+        template = Template(
+            name=name,
+            path=self.path(name),
+            chain=tuple(res.chain),
+            description=description,
+            lifetime=lifetime,
+            overridable=frozenset(overridable),
+            required=frozenset(required),
+            claims=dict(res.claims),
+            digest=sha256_hex(canonical_json(content)),
+            warnings=tuple(p for p in res.problems if p.level == "warning"),
+        )
+        return template, res.problems
+
+    def _lifetime(self, res: _Resolution) -> int | None:
+        if "lifetime" not in res.values:
+            res.fail(res.leaf, "key 'lifetime'", "is required (set it here or in a template this "
+                     "one extends); exp = iat + lifetime")
+            return None
+        file = res.origin["lifetime"]
+        try:
+            lifetime = parse_duration(res.values["lifetime"])
+        except ValueError as exc:
+            res.fail(file, "key 'lifetime'", str(exc))
+            return None
+        if lifetime > self.max_lifetime:
+            res.fail(file, "key 'lifetime'", f"{format_duration(lifetime)} exceeds max_lifetime "
+                     f"{format_duration(self.max_lifetime)} of issuer.toml")
+            return None
+        return lifetime
+
+    def _claim_list(self, res: _Resolution, key: str) -> set[str]:
+        value = res.values.get(key, [])
+        file = res.origin.get(key, res.leaf)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            res.fail(file, f"key '{key}'", "must be an array of claim names")
+            return set()
+        for claim in value:
+            if claim in metadata.RESERVED_CLAIMS:
+                res.fail(file, f"key '{key}'", f"'{claim}' is a reserved claim and can never be "
+                         "given at mint time", "RFC 7519 section 4.1, RFC 7591 section 3.2.1")
+        return set(value)

@@ -1,0 +1,594 @@
+"""The HTTP service (SPEC "HTTP service"): a thin FastAPI front over the Authority.
+
+Public: the JWKS, the issuer metadata document, health. Bearer-authenticated: the mint API
+(minter, admin), the audit API (auditor, admin), the templates a caller may mint.
+
+Every error is the JSON object ``{"error", "error_description"}`` with its status; a request
+body over 64 KiB is refused before it is parsed; no value of a request can reach ``iss``,
+``jti``, ``iat``, ``exp``, ``alg`` or ``kid``: the core sets them from configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from issuer import __version__
+from issuer.core.authority import Authority
+from issuer.core.clock import format_duration, parse_time
+from issuer.core.errors import (
+    InsufficientScope,
+    InvalidRequest,
+    IssuerError,
+    MissingToken,
+    NotFound,
+    RequestTooLarge,
+)
+from issuer.core.statements import MintResult, parse_mint_request
+from issuer.core.tokens import ApiToken, require_audit, require_mint
+from issuer.log.merkle import leaf_hash
+from issuer.log.tlog import b64
+from issuer.service.batching import MintBatcher
+from issuer.service.ratelimit import RateLimiter
+
+log = logging.getLogger("issuer.service")
+
+MAX_BODY = 64 * 1024
+JWK_SET_TYPE = "application/jwk-set+json"
+STATUSLIST_JWT = "application/statuslist+jwt"
+STATUSLIST_JSON = "application/statuslist+json"
+HISTORICAL_KEYS_TYPE = "application/jwk-set+jwt"
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# --- models: they document the API in /openapi.json ------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """The error object of every failure."""
+
+    error: str = Field(examples=["invalid_client_metadata"])
+    error_description: str
+
+
+class MintBody(BaseModel):
+    """What a release pipeline asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+    template: str = Field(examples=["mcp-connector"])
+    claims: dict[str, Any] = Field(default_factory=dict,
+                                   examples=[{"software_version": "1.4.2"}])
+
+
+class StatusBody(BaseModel):
+    """``POST /v1/status``."""
+
+    model_config = ConfigDict(extra="forbid")
+    software_statement: str = Field(max_length=64 * 1024)
+
+
+class RevokeBody(BaseModel):
+    """``POST /v1/statements/{jti}/revoke``."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+    status: Literal["revoked", "suspended", "active"] = "revoked"
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer."""
+    text = {400: "Malformed request or client metadata", 401: "Missing or invalid bearer token",
+            403: "The token's role or templates do not allow this", 404: "Not found",
+            409: "The issuer's template is broken, or a conflict", 413: "Body over 64 KiB",
+            429: "Rate limit exceeded (see Retry-After)", 503: "Audit store or keystore unusable"}
+    return {s: {"model": ErrorBody, "description": text[s]} for s in statuses}
+
+
+# --- request body limit -------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """Refuse a body over ``limit`` bytes before any of it is parsed (413).
+
+    The declared Content-Length is checked first; a body without one (chunked) is read up to
+    ``limit`` + 1 bytes and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
+                await self._refuse(send, declared.isdigit())
+                return
+            # The HTTP server delivers exactly Content-Length bytes (h11 enforces the framing),
+            # so a declared body within the limit needs no counting.
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await self._refuse(send, True)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send, too_large: bool) -> None:
+        error = RequestTooLarge(f"request body over {self.limit} bytes") if too_large else \
+            InvalidRequest("Content-Length is not a number")
+        payload = json.dumps(error.as_json()).encode()
+        await send({"type": "http.response.start", "status": error.status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def error_response(error: IssuerError) -> JSONResponse:
+    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    if isinstance(error, MissingToken):  # RFC 6750 section 3.1: no error code without credentials
+        headers["WWW-Authenticate"] = 'Bearer realm="issuer"'
+    elif error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="issuer", error="invalid_token"'
+    elif error.status == 403:
+        headers["WWW-Authenticate"] = 'Bearer realm="issuer", error="insufficient_scope"'
+    retry = getattr(error, "retry_after", None)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'invalid request')}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def issuer_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IssuerError)
+        return error_response(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(InvalidRequest(_validation_message(exc)))
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+        body = {"error": code, "error_description": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        if isinstance(exc, RecursionError):  # JSON nested past Python's limit: bad input
+            return error_response(InvalidRequest("request body nests too deeply"))
+        log.exception("internal error")  # the traceback stays in the server log
+        return JSONResponse({"error": "server_error", "error_description": "internal error"},
+                            status_code=500)
+
+    app.add_exception_handler(IssuerError, issuer_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+class JwksCache:
+    """The JWKS bytes, their strong ETag and the next change the issuer knows about.
+
+    Rebuilt when the keyring file changes (a CLI rotation while the service runs) or when a
+    known change comes due (a retired key's deadline). The keyring is looked at (one ``stat``)
+    at most every ``recheck`` seconds: a key change made with the CLI is served within that,
+    far inside the max-age verifiers may cache the JWKS for anyway.
+    """
+
+    def __init__(self, authority: Authority, recheck: float = 1.0) -> None:
+        self.authority = authority
+        self.recheck = recheck
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = float("-inf")
+        self._change: int | None = None
+        self.body = b""
+        self.etag = ""
+
+    def current(self) -> tuple[bytes, str, int]:
+        """Body, ETag and the max-age to send now."""
+        now = self.authority.now()
+        tick = time.monotonic()
+        if tick - self._checked >= self.recheck or (self._change is not None
+                                                    and now >= self._change):
+            self._checked = tick
+            stamp = self.authority.keystore.stamp()
+            if stamp != self._stamp or (self._change is not None and now >= self._change):
+                keys = self.authority.keys
+                body = json.dumps(keys.jwks(now), separators=(",", ":")).encode()
+                digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
+                self.body, self.etag, self._stamp = body, f'"{digest}"', stamp
+                self._change = keys.next_change(now)
+        limit = self.authority.config.service.jwks_max_age
+        max_age = limit if self._change is None else max(0, min(limit, self._change - now))
+        return self.body, self.etag, max_age
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match (RFC 9110 section 13.1.2): ``*`` or a list of entity tags."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+class Maintenance:
+    """Scheduled key work (rotation when due, expiry of retired keys) on a thread of its own:
+    at start and every ``interval`` seconds until the service stops."""
+
+    def __init__(self, authority: Authority, interval: float) -> None:
+        self.authority = authority
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="issuer-maintenance", daemon=True)
+
+    def run_once(self) -> None:
+        try:
+            for line in self.authority.keys.maintain():
+                log.warning("key maintenance: %s", line)
+        except IssuerError as exc:
+            log.error("key maintenance failed: %s", exc.description)
+
+    def run(self) -> None:
+        while True:
+            self.run_once()
+            if self.stop.wait(self.interval):
+                return
+
+
+def create_app(authority: Authority, maintenance_interval: float = 60.0,
+               jwks_recheck: float = 1.0) -> FastAPI:
+    """The FastAPI application serving ``authority``.
+
+    Run under a server (``issuer serve``), its lifespan rotates keys when due and expires
+    retired keys every ``maintenance_interval`` seconds.
+    """
+    config = authority.config
+
+    batcher = MintBatcher(authority)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        maintenance = Maintenance(authority, maintenance_interval)
+        maintenance.thread.start()
+        yield
+        maintenance.stop.set()
+        maintenance.thread.join(timeout=10)
+        batcher.stop()
+
+    limiter = RateLimiter(authority.clock)
+    jwks_cache = JwksCache(authority, recheck=jwks_recheck)
+    bearer_scheme = HTTPBearer(auto_error=False, description="API token: ssi_<id>.<secret>")
+
+    app = FastAPI(
+        title="Software statement issuer",
+        version=__version__,
+        description="Mint, publish and audit OAuth software statements (RFC 7591 section 2.3). "
+                    "Errors are {error, error_description} objects.",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.state.authority = authority
+    app.state.batcher = batcher
+
+    async def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
+                     ) -> ApiToken:
+        # On the event loop: one indexed read on this thread's read-only connection, which
+        # never waits for the writer, beats a hop to a worker thread.
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise MissingToken("missing bearer token (Authorization: Bearer ssi_...)")
+        token = authority.tokens.authenticate(credentials.credentials)
+        limiter.check(token.name, token.limit(config.service.rate_limit))
+        return token
+
+    async def auditor(token: ApiToken = Depends(caller)) -> ApiToken:
+        require_audit(token)
+        return token
+
+    # --- public ---------------------------------------------------------------------------
+
+    @app.get("/.well-known/jwks.json", tags=["public"],
+             summary="The issuer's public JWK Set (RFC 7517 section 5)",
+             responses={200: {"content": {JWK_SET_TYPE: {}}}, 304: {"description": "Not modified"}})
+    async def jwks(request: Request) -> Response:
+        body, etag, max_age = jwks_cache.current()
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=JWK_SET_TYPE, headers=headers)
+
+    @app.get("/.well-known/software-statement-issuer", tags=["public"],
+             summary="Issuer metadata: where verifiers find keys and endpoints")
+    def issuer_metadata() -> dict[str, Any]:
+        published = authority.keys.published()
+        return {
+            "issuer": config.issuer,
+            "jwks_uri": f"{config.issuer}/.well-known/jwks.json",
+            "historical_keys_uri": f"{config.issuer}/.well-known/historical-keys",
+            "statement_signing_alg_values_supported": sorted({k.alg for k in published}),
+            "statements_endpoint": f"{config.issuer}/v1/statements",
+            "templates_endpoint": f"{config.issuer}/v1/templates",
+            "status_endpoint": f"{config.issuer}/v1/status",
+            "status_list_uri_prefix": f"{config.issuer}/v1/status-lists/",
+            "transparency_log": {
+                "origin": authority.log.origin,
+                "checkpoint_uri": f"{config.issuer}/v1/log/checkpoint",
+                "key_uri": f"{config.issuer}/v1/log/key",
+                "inclusion_proof_uri": f"{config.issuer}/v1/log/proof/inclusion",
+                "consistency_proof_uri": f"{config.issuer}/v1/log/proof/consistency",
+            },
+        }
+
+    @app.get("/.well-known/historical-keys", tags=["public"],
+             summary="Every key that ever signed, signed (OpenID Federation historical keys)",
+             responses={200: {"content": {HISTORICAL_KEYS_TYPE: {}}}, **errors(503)})
+    def historical_keys() -> Response:
+        token = authority.keys.historical_keys_jwt()
+        return Response(token, media_type=HISTORICAL_KEYS_TYPE,
+                        headers={"Cache-Control": f"public, max-age={authority.keys.max_age()}"})
+
+    @app.get("/healthz", tags=["public"], summary="Liveness and readiness",
+             responses=errors(503))
+    def healthz() -> Response:
+        try:
+            authority.audit.query("SELECT 1")
+            key = authority.keystore.active()
+        except IssuerError as exc:
+            return JSONResponse({"status": "unavailable", "error": exc.error,
+                                 "error_description": exc.description}, status_code=503)
+        return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid})
+
+    # --- minting ----------------------------------------------------------------------------
+
+    @app.post("/v1/statements", tags=["statements"], status_code=201,
+              summary="Mint a software statement (minter with that template, or admin)",
+              responses={201: {"model": MintResult}, **errors(400, 401, 403, 404, 409, 413,
+                                                                   429, 503)})
+    async def mint(body: MintBody, token: ApiToken = Depends(caller)) -> Response:
+        request = parse_mint_request(body.model_dump())
+        require_mint(token, request.template)
+        result = await batcher.mint_async(request, principal=token.name, channel="http")
+        return JSONResponse(result.as_json(), status_code=201,
+                            headers={"Location": f"/v1/statements/{result.jti}",
+                                     "Cache-Control": "no-store"})
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    @app.get("/v1/statements", tags=["audit"],
+             summary="Audit records, oldest first, paginated (auditor, admin)",
+             responses=errors(400, 401, 403, 429))
+    def list_statements(
+        template: str | None = None,
+        software_id: str | None = None,
+        kid: str | None = None,
+        since: str | None = Query(None, description="RFC 3339 date/time, or a duration ago: 7d"),
+        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+        limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX),
+        revoked: bool | None = Query(None, description="true: only revoked; false: only not"),
+        _: ApiToken = Depends(auditor),
+    ) -> dict[str, Any]:
+        try:
+            since_t = parse_time(since, authority.now()) if since else None
+        except ValueError as exc:
+            raise InvalidRequest(f"since: {exc}") from None
+        after = decode_cursor(cursor) if cursor else None
+        page = authority.audit.statements(template=template, software_id=software_id, kid=kid,
+                                          since=since_t, after_index=after, limit=limit + 1,
+                                          revoked=revoked)
+        more = len(page) > limit
+        page = page[:limit]
+        return {"statements": [asdict(r) for r in page],
+                "next_cursor": encode_cursor(page[-1].log_index) if more else None}
+
+    @app.get("/v1/statements/{jti}", tags=["audit"],
+             summary="One audit record by jti or digest (auditor, admin)",
+             responses=errors(401, 403, 404, 429))
+    def get_statement(jti: str, _: ApiToken = Depends(auditor)) -> dict[str, Any]:
+        return asdict(authority.audit.statement(jti))
+
+    # --- templates ------------------------------------------------------------------------------
+
+    def mintable(token: ApiToken) -> list[str]:
+        names = authority.templates.names()
+        return [n for n in names if token.may_mint(n)]
+
+    @app.get("/v1/templates", tags=["templates"],
+             summary="The templates the caller may mint", responses=errors(401, 429))
+    def list_templates(token: ApiToken = Depends(caller)) -> dict[str, Any]:
+        listed = []
+        for name in mintable(token):
+            try:
+                t = authority.templates.load(name)
+            except IssuerError:
+                continue  # a broken template is not offered; minting it says why (409)
+            listed.append({"name": t.name, "description": t.description,
+                           "lifetime": format_duration(t.lifetime),
+                           "overridable": sorted(t.overridable), "required": sorted(t.required)})
+        return {"templates": listed}
+
+    @app.get("/v1/templates/{name}", tags=["templates"],
+             summary="One template the caller may mint, resolved",
+             responses=errors(401, 404, 409, 429))
+    def get_template(name: str, token: ApiToken = Depends(caller)) -> dict[str, Any]:
+        if not token.may_mint(name):  # don't tell a minter which other templates exist
+            raise NotFound(f"no template named {name!r} that this token may mint")
+        t = authority.templates.load(name)
+        return {"name": t.name, "extends": list(t.chain[1:]), "digest": t.digest, **t.content()}
+
+    # --- revocation and status ------------------------------------------------------------------
+
+    async def admin(token: ApiToken = Depends(caller)) -> ApiToken:
+        if token.role != "admin":
+            raise InsufficientScope(f"token '{token.name}' ({token.role}) may not revoke; an "
+                                    "admin token may")
+        return token
+
+    @app.post("/v1/statements/{jti}/revoke", tags=["statements"],
+              summary="Revoke (or suspend, un-suspend) a statement (admin)",
+              responses=errors(400, 401, 403, 404, 409, 429))
+    def revoke(jti: str, body: RevokeBody, token: ApiToken = Depends(admin)) -> dict[str, Any]:
+        record, changed = authority.set_status(jti, body.status, body.reason, actor=token.name,
+                                               channel="http")
+        return {"jti": record.jti, "digest": record.digest, "status": body.status,
+                "changed": changed, "revoked_at": record.revoked_at,
+                "revocation_reason": record.revocation_reason}
+
+    @app.get("/v1/status-lists/{list_id}", tags=["public"],
+             summary="A Token Status List (statuslist+jwt; Accept: application/statuslist+json "
+                     "for the unsigned form)",
+             responses={200: {"content": {STATUSLIST_JWT: {}, STATUSLIST_JSON: {}}},
+                        304: {"description": "Not modified"}, **errors(404)})
+    def status_list(list_id: str, request: Request) -> Response:
+        token, claims = authority.status.document(list_id, authority.keystore)
+        unsigned = STATUSLIST_JSON in request.headers.get("accept", "")
+        body = json.dumps(claims, separators=(",", ":")).encode() if unsigned else token.encode()
+        etag = '"' + base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode() + '"'
+        age = max(0, authority.now() - int(claims["iat"]))
+        headers = {"ETag": etag, "Vary": "Accept",
+                   "Cache-Control": f"public, max-age={max(0, int(claims['ttl']) - age)}"}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=STATUSLIST_JSON if unsigned else STATUSLIST_JWT,
+                        headers=headers)
+
+    @app.post("/v1/status", tags=["public"],
+              summary="The status of a statement this issuer signed: active, revoked, "
+                      "suspended, expired or unknown", responses=errors(400, 413))
+    def statement_status(body: StatusBody) -> dict[str, Any]:
+        return authority.statement_status(body.software_statement)
+
+    # --- transparency log ------------------------------------------------------------------------
+
+    @app.get("/v1/log/checkpoint", tags=["log"], response_class=PlainTextResponse,
+             summary="The newest signed checkpoint (C2SP tlog-checkpoint)",
+             responses=errors(404))
+    def log_checkpoint() -> Response:
+        _, note = authority.log.latest()
+        return PlainTextResponse(note, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/log/key", tags=["log"], response_class=PlainTextResponse,
+             summary="The log's note verifier key (C2SP signed-note)")
+    def log_key() -> Response:
+        return PlainTextResponse(authority.log.verifier.verifier_key() + "\n",
+                                 headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/v1/log/proof/inclusion", tags=["log"],
+             summary="RFC 9162 inclusion proof of a statement (by digest or jti)",
+             responses=errors(400, 404))
+    def log_inclusion(digest: str | None = None, jti: str | None = None,
+                      tree_size: int | None = Query(None, ge=1)) -> dict[str, Any]:
+        if (digest is None) == (jti is None):
+            raise InvalidRequest("give exactly one of digest and jti")
+        record = authority.audit.statement(digest if digest is not None else str(jti))
+        if digest is not None and record.digest != digest.lower():
+            raise NotFound(f"no statement with digest {digest!r}")
+        proof = authority.log.inclusion(record.log_index, authority.audit.entry(record.log_index),
+                                        tree_size)
+        return {**proof.as_json(), "jti": record.jti, "digest": record.digest}
+
+    @app.get("/v1/log/proof/consistency", tags=["log"],
+             summary="RFC 9162 consistency proof between two tree sizes",
+             responses=errors(400))
+    def log_consistency(first: int = Query(..., ge=1), second: int = Query(..., ge=1)
+                        ) -> dict[str, Any]:
+        hashes = authority.log.consistency(first, second)
+        return {"first": first, "second": second, "consistency_proof": [b64(h) for h in hashes]}
+
+    @app.get("/v1/log/entries", tags=["log"],
+             summary="Log entries start <= index < end, their exact leaf bytes (auditor, admin)",
+             responses=errors(400, 401, 403, 429))
+    def log_entries(start: int = Query(0, ge=0), end: int | None = Query(None, ge=1),
+                    _: ApiToken = Depends(auditor)) -> dict[str, Any]:
+        size = authority.log.size()
+        stop = min(size, start + PAGE_MAX if end is None else end)
+        if stop - start > PAGE_MAX:
+            raise InvalidRequest(f"at most {PAGE_MAX} entries per request")
+        if start > stop:
+            raise InvalidRequest(f"start {start} is past end {stop} (tree size {size})")
+        entries = [{"index": idx, "entry": entry.decode("utf-8"), "leaf_hash": b64(leaf_hash(entry))}
+                   for idx, entry in enumerate(authority.audit.entries(start, stop), start=start)]
+        return {"tree_size": size, "entries": entries}
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    return app
+
+
+def encode_cursor(log_index: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{log_index}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "after" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except ValueError:
+        raise InvalidRequest("cursor: not a cursor this service returned") from None
+
+
+def serve(authority: Authority, host: str, port: int,
+          log_level: Literal["info", "warning"] = "info", access_log: bool = True) -> None:
+    """Run the service under uvicorn until interrupted."""
+    import uvicorn
+
+    # Maintenance runs at least as often as verifiers refresh the JWKS, at most every minute.
+    interval = min(60.0, max(1.0, float(authority.config.service.jwks_max_age)))
+    uvicorn.run(create_app(authority, maintenance_interval=interval), host=host, port=port,
+                log_level=log_level, access_log=access_log, server_header=False,
+                proxy_headers=False)

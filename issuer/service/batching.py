@@ -1,0 +1,121 @@
+"""Group commit for the HTTP service: one writer, many waiting requests, one fsync per batch.
+
+Every mint must be durably recorded before its response is sent. Committing each one alone
+costs a transaction, a signed log checkpoint and an fsync per request; under concurrent load
+the writer instead takes every request that is waiting and records them in one transaction
+(:meth:`issuer.core.authority.Authority.mint_group`). A request that fails its own checks fails
+alone; a failed commit fails the whole batch, and nothing of it is recorded. No request waits
+for more than the batch in progress plus its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from issuer.core.authority import Authority
+from issuer.core.errors import AuditUnavailable, IssuerError
+from issuer.core.statements import MintRequest, MintResult
+
+Done = Callable[[MintResult | BaseException], None]
+_Item = tuple[MintRequest, str, str, Done]
+
+
+class MintBatcher:
+    """Submits mints to a single writer thread that commits them in groups."""
+
+    def __init__(self, authority: Authority, max_batch: int = 256, timeout: float = 60.0) -> None:
+        self.authority = authority
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0  # how many transactions the writer committed (for tests and logs)
+
+    def submit(self, request: MintRequest, principal: str, channel: str, done: Done) -> None:
+        """Queue one mint; ``done`` gets its result or error, on the writer thread, after the
+        batch it belongs to has committed (or failed)."""
+        self._start()
+        self._queue.put((request, principal, channel, done))
+
+    def mint(self, request: MintRequest, *, principal: str, channel: str) -> MintResult:
+        """Mint one statement from a thread; returns once its batch has committed."""
+        future: Future[MintResult] = Future()
+        self.submit(request, principal, channel, lambda outcome: (
+            future.set_exception(outcome) if isinstance(outcome, BaseException)
+            else future.set_result(outcome)))
+        try:
+            return future.result(timeout=self.timeout)
+        except TimeoutError:
+            raise AuditUnavailable("the audit writer did not answer in time; the statement may "
+                                   "or may not have been recorded") from None
+
+    async def mint_async(self, request: MintRequest, *, principal: str,
+                         channel: str) -> MintResult:
+        """Mint one statement from the event loop, without a worker thread per request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[MintResult] = loop.create_future()
+
+        def settle(outcome: MintResult | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        def done(outcome: MintResult | BaseException) -> None:
+            loop.call_soon_threadsafe(settle, outcome)
+
+        self.submit(request, principal, channel, done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            raise AuditUnavailable("the audit writer did not answer in time; the statement may "
+                                   "or may not have been recorded") from None
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="issuer-writer",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Item]) -> None:
+        try:
+            outcomes = self.authority.mint_group([(r, p, c) for r, p, c, _ in batch])
+        except BaseException as exc:  # the transaction failed: nothing of the batch exists
+            error = exc if isinstance(exc, IssuerError) else AuditUnavailable(
+                f"minting failed: {exc}")
+            for *_, done in batch:
+                done(error)
+            return
+        self.batches += 1
+        for (*_, done), outcome in zip(batch, outcomes):
+            done(outcome)

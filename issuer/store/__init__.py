@@ -1,0 +1,1 @@
+"""Durable records: the audit store, its schema and migrations."""

@@ -1,0 +1,367 @@
+"""The issuance transparency log: leaves, checkpoints, proofs, tamper detection, HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import warnings
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from issuer.core.authority import Authority, init_issuer
+from issuer.core.clock import FixedClock
+from issuer.core.encoding import canonical_json
+from issuer.core.errors import IssuerError
+from issuer.core.statements import MintRequest
+from issuer.log import merkle
+from issuer.log.note import NoteVerifier, open_note, parse_checkpoint
+from issuer.log.tlog import (
+    LogVerificationError,
+    verify_consistency_offline,
+    verify_inclusion_offline,
+    verify_log,
+)
+from issuer.service.app import create_app
+from tests.conftest import START, Cli, assert_one_line_error
+
+COLUMNS = ["idx", "time", "type", "actor", "channel", "subject", "data"]
+
+
+def mint_some(auth: Authority, n: int) -> list[str]:
+    return [auth.mint(MintRequest("desktop-agent", {"software_version": f"1.{i}"}),
+                      principal="ci", channel="http").jti for i in range(n)]
+
+
+def db(home: Path) -> sqlite3.Connection:
+    return sqlite3.connect(home / "issuer.db")
+
+
+def reopen(home: Path) -> Authority:
+    return Authority.from_config(home / "issuer.toml", env={}, clock=FixedClock(START))
+
+
+def test_leaf_bytes_are_the_canonical_json_of_the_event(auth: Authority) -> None:
+    auth.mint(MintRequest("mcp-connector", {"software_version": "ünïcode ✓"}), principal="ci",
+              channel="cli")
+    for event in auth.audit.events():
+        assert auth.audit.entry(event.idx) == canonical_json(event.as_dict())
+    assert "ünïcode ✓".encode() in auth.audit.entry(auth.audit.next_index() - 1)
+
+
+def test_every_transaction_is_checkpointed_and_signed(auth: Authority) -> None:
+    before = auth.log.latest()[0].size
+    mint_some(auth, 3)
+    head, note = auth.log.latest()
+    assert head.size == before + 3 + 1  # + the template's first-use record
+    assert head.size == auth.audit.next_index()
+    verifier = NoteVerifier.from_key(auth.log.verifier.verifier_key())
+    opened = open_note(note, [verifier])
+    assert parse_checkpoint(opened.text).root_hash == merkle.root(auth.log.store, head.size)
+    assert verifier.name == "issuer.example.com/issuance-log" == head.origin
+    auth.mint_many([MintRequest("desktop-agent", {"software_version": "b"})] * 5,
+                   principal="ci", channel="cli")
+    sizes = [r[0] for r in auth.audit.conn.execute(
+        "SELECT tree_size FROM log_checkpoints ORDER BY tree_size")]
+    assert sizes[-2:] == [head.size, head.size + 5]  # one checkpoint for the whole batch
+
+
+def test_inclusion_and_consistency_proofs_verify_offline(auth: Authority) -> None:
+    jtis = mint_some(auth, 12)
+    key = auth.log.verifier.verifier_key()
+    old_size, old_note = auth.log.latest()[0].size, auth.log.latest()[1]
+    for jti in jtis:
+        record = auth.audit.statement(jti)
+        proof = auth.log.inclusion(record.log_index, auth.audit.entry(record.log_index))
+        head = verify_inclusion_offline(proof.checkpoint, key, proof.entry, proof.log_index,
+                                        list(proof.hashes))
+        assert head.size == auth.audit.next_index()
+        with pytest.raises(LogVerificationError):
+            verify_inclusion_offline(proof.checkpoint, key, proof.entry + b" ", proof.log_index,
+                                     list(proof.hashes))
+    mint_some(auth, 5)
+    new_size, new_note = auth.log.latest()[0].size, auth.log.latest()[1]
+    proof = auth.log.consistency(old_size, new_size)
+    verify_consistency_offline(old_note, new_note, key, proof)
+    with pytest.raises(LogVerificationError):
+        verify_consistency_offline(old_note, new_note, key, proof[:-1])
+    with pytest.raises(IssuerError):
+        auth.log.consistency(0, new_size)
+
+
+def test_clean_log_verifies(auth: Authority, cli: Cli, tmp_path: Path) -> None:
+    mint_some(auth, 4)
+    report = verify_log(auth.log)
+    assert report.entries == report.tree_size == auth.audit.next_index()
+    kept = tmp_path / "checkpoint.txt"
+    ok = cli("audit", "verify", "--save-checkpoint", str(kept))
+    assert ok.exit_code == 0, ok.stderr
+    assert "statement records match" in ok.stdout
+    mint_some(auth, 2)
+    again = cli("audit", "verify", "--checkpoint", str(kept), "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["consistent_with"] == [parse_checkpoint(
+        kept.read_text().split("\n\n")[0] + "\n").size]
+
+
+@pytest.fixture
+def logged(home: Path) -> Path:
+    """A home with 6 statements; the statements sit at log entries 4..9."""
+    auth = reopen(home)
+    mint_some(auth, 6)
+    auth.close()
+    return home
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("idx", [0, 4, 9])
+def test_editing_any_column_of_any_entry_is_caught(logged: Path, cli: Cli, column: str,
+                                                   idx: int) -> None:
+    conn = db(logged)
+    if column == "idx":
+        conn.execute("UPDATE events SET idx = 1000 WHERE idx = ?", (idx,))
+    elif column in ("time",):
+        conn.execute("UPDATE events SET time = time + 1 WHERE idx = ?", (idx,))
+    elif column == "data":
+        conn.execute("UPDATE events SET data = replace(data, '\"', '\"') || '' WHERE idx = ?", (idx,))
+        conn.execute("UPDATE events SET data = substr(data, 1, length(data) - 1) || ',\"x\":1}' "
+                     "WHERE idx = ?", (idx,))
+    else:
+        conn.execute(f"UPDATE events SET {column} = {column} || 'x' WHERE idx = ?", (idx,))
+    conn.commit()
+    result = cli("audit", "verify")
+    assert_one_line_error(result, 1, f"entry {idx}")
+
+
+def test_deleting_an_entry_is_caught(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    conn.execute("DELETE FROM events WHERE idx = 6")
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, "entry 6 is missing")
+
+
+def test_deleting_the_last_entry_is_caught(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    last = conn.execute("SELECT MAX(idx) FROM events").fetchone()[0]
+    conn.execute("DELETE FROM statements WHERE log_index = ?", (last,))
+    conn.execute("DELETE FROM events WHERE idx = ?", (last,))
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, "deleted")
+
+
+def test_swapping_two_entries_is_caught(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    a = conn.execute("SELECT time, type, actor, channel, subject, data FROM events WHERE idx = 5").fetchone()
+    b = conn.execute("SELECT time, type, actor, channel, subject, data FROM events WHERE idx = 7").fetchone()
+    for idx, row in ((5, b), (7, a)):
+        conn.execute("UPDATE events SET time=?, type=?, actor=?, channel=?, subject=?, data=? "
+                     "WHERE idx = ?", (*row, idx))
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, "entry 5 was edited")
+
+
+def test_inserting_an_entry_is_caught(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    size = conn.execute("SELECT MAX(idx) + 1 FROM events").fetchone()[0]
+    conn.execute("INSERT INTO events VALUES (?, 1, 'statement.issued', 'mallory', 'cli', 'x', '{}')",
+                 (size,))
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, f"entry {size} was added outside the log")
+
+
+def test_renumbering_to_insert_in_the_middle_is_caught(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    conn.execute("UPDATE events SET idx = idx + 1000 WHERE idx >= 5")
+    conn.execute("UPDATE events SET idx = idx - 999 WHERE idx >= 1005")
+    conn.execute("INSERT INTO events VALUES (5, 1, 'statement.issued', 'mallory', 'cli', 'x', '{}')")
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, "entry 5 was edited")
+
+
+def test_editing_a_statement_record_is_caught(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    conn.execute("UPDATE statements SET software_version = '6.6.6' WHERE log_index = 6")
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, "column 'software_version' differs")
+
+
+def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Path,
+                                                                     cli: Cli) -> None:
+    """Edit an entry and recompute every stored hash consistently: only the signed
+    checkpoints, which need the log key, still tell."""
+    conn = db(logged)
+    conn.execute("UPDATE events SET actor = 'mallory' WHERE idx = 7")
+    rows = conn.execute("SELECT idx, time, type, actor, channel, subject, data FROM events "
+                        "ORDER BY idx").fetchall()
+    conn.execute("DELETE FROM log_nodes")
+    store = merkle.MemoryNodeStore()
+    from issuer.log.tlog import entry_bytes
+
+    for size, row in enumerate(rows):
+        merkle.append(store, size, entry_bytes(*row))
+    conn.executemany("INSERT INTO log_nodes VALUES (?, ?, ?)",
+                     [(lvl, i, h) for (lvl, i), h in store.nodes.items()])
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1, "do not match the checkpoint signed at tree size",
+                          "first bad index is at or after 7")
+
+
+def test_wholesale_rewrite_with_the_log_key_fails_an_old_checkpoint(logged: Path, cli: Cli,
+                                                                     tmp_path: Path) -> None:
+    kept = tmp_path / "kept.txt"
+    assert cli("audit", "verify", "--save-checkpoint", str(kept)).exit_code == 0
+    # Someone holding the database and the keys rebuilds the whole history differently...
+    for name in ("issuer.db", "issuer.db-wal", "issuer.db-shm"):
+        (logged / name).unlink(missing_ok=True)
+    auth = reopen(logged)
+    mint_some(auth, 3)
+    auth.mint(MintRequest("mcp-connector", {"software_version": "9"}), principal="mallory",
+              channel="cli")
+    mint_some(auth, 6)
+    auth.close()
+    assert cli("audit", "verify").exit_code == 0  # internally consistent, freshly signed
+    result = cli("audit", "verify", "--checkpoint", str(kept))
+    assert_one_line_error(result, 1, "not consistent with the checkpoint")
+
+
+def test_a_damaged_log_is_never_rebuilt_silently(logged: Path, cli: Cli) -> None:
+    conn = db(logged)
+    conn.execute("DELETE FROM log_nodes")
+    conn.execute("DELETE FROM log_checkpoints")
+    conn.commit()
+    assert_one_line_error(cli("audit", "verify"), 1)
+    assert_one_line_error(cli("mint", "desktop-agent", "--set", "software_version=1"), 1,
+                          "transparency log holds 0 leaves")
+
+
+def test_a_database_from_before_the_log_catches_up_once(tmp_path: Path) -> None:
+    home = tmp_path / "old"
+    auth = init_issuer(home, issuer="https://issuer.example.com", alg="ES256", actor="t", env={},
+                       clock=FixedClock(START))
+    mint_some(auth, 3)
+    auth.close()
+    conn = db(home)  # what a version-2 database looked like: events, no log
+    for table in ("log_nodes", "log_checkpoints", "status_lists"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DROP INDEX statements_revoked")
+    conn.execute("DROP INDEX statements_status_changed")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    auth = reopen(home)
+    report = verify_log(auth.log)
+    assert report.entries == auth.audit.next_index()
+    auth.close()
+
+
+def test_cli_proof(cli: Cli, auth: Authority) -> None:
+    [jti] = mint_some(auth, 1)
+    record = auth.audit.statement(jti)
+    out = json.loads(cli("audit", "proof", record.digest, "--json").stdout)
+    assert out["log_index"] == record.log_index and out["jti"] == jti
+    verify_inclusion_offline(out["checkpoint"], out["log_key"], out["entry"].encode(),
+                             out["log_index"], [base64.b64decode(h) for h in out["inclusion_proof"]])
+    shown = cli("audit", "proof", jti)
+    assert shown.exit_code == 0, shown.stderr
+    text = shown.stdout
+    assert f"is entry {record.log_index} of the log" in text and "issuance-log" in text
+    assert_one_line_error(cli("audit", "proof", "nope"), 1, "no statement")
+    assert_one_line_error(cli("audit", "proof", jti, "--tree-size", "1"), 1, "not in the tree")
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+
+
+def test_log_endpoints(auth: Authority) -> None:
+    client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
+    _, secret = auth.tokens.create("audit", role="auditor", templates=[], rate_limit=None,
+                                   actor="t", channel="cli", now=auth.now())
+    jtis = mint_some(auth, 3)
+    key = client.get("/v1/log/key").text.strip()
+    note = client.get("/v1/log/checkpoint")
+    assert note.headers["content-type"].startswith("text/plain")
+    head = parse_checkpoint(open_note(note.text, [NoteVerifier.from_key(key)]).text)
+    record = auth.audit.statement(jtis[1])
+    by_digest = client.get("/v1/log/proof/inclusion", params={"digest": record.digest}).json()
+    by_jti = client.get("/v1/log/proof/inclusion", params={"jti": record.jti}).json()
+    assert by_digest == by_jti and by_digest["log_index"] == record.log_index
+    verify_inclusion_offline(by_digest["checkpoint"], key, by_digest["entry"].encode(),
+                             by_digest["log_index"],
+                             [base64.b64decode(h) for h in by_digest["inclusion_proof"]])
+    first = auth.audit.conn.execute("SELECT MIN(tree_size) FROM log_checkpoints").fetchone()[0]
+    consistency = client.get("/v1/log/proof/consistency",
+                             params={"first": first, "second": head.size}).json()
+    verify_consistency_offline(auth.log.note_at(first), note.text, key,
+                               [base64.b64decode(h) for h in consistency["consistency_proof"]])
+    entries = client.get("/v1/log/entries", params={"start": 0, "end": head.size},
+                         headers={"Authorization": f"Bearer {secret}"}).json()
+    frontier = merkle.CompactRange()
+    for item in entries["entries"]:
+        frontier.append(merkle.leaf_hash(item["entry"].encode()))
+    assert frontier.root() == head.root_hash  # an independent recomputation from the API alone
+    assert client.get("/v1/log/entries").status_code == 401
+    for params in ({}, {"digest": "ab" * 32}, {"digest": "x", "jti": "y"}):
+        r = client.get("/v1/log/proof/inclusion", params=params)
+        assert r.status_code in (400, 404) and "error" in r.json()
+    for params in ({"first": 0, "second": 1}, {"first": 5, "second": 2},
+                   {"first": 1, "second": 10 ** 6}, {"first": "x", "second": 2}):
+        assert client.get("/v1/log/proof/consistency", params=params).status_code == 400
+    doc = client.get("/.well-known/software-statement-issuer").json()
+    assert doc["transparency_log"]["origin"] == head.origin
+
+
+def test_mint_response_carries_the_log_index(auth: Authority) -> None:
+    result = auth.mint(MintRequest("desktop-agent", {"software_version": "1"}), principal="p",
+                       channel="cli")
+    assert auth.audit.entry(result.log_index) == canonical_json(
+        auth.audit.events()[result.log_index].as_dict())
+    assert json.loads(auth.audit.entry(result.log_index))["data"]["digest"] == result.digest
+
+
+def test_two_writers_interleave(home: Path) -> None:
+    """Each writer keeps the tree's right edge in memory; it must notice the other's appends."""
+    first, second = reopen(home), reopen(home)
+    for _ in range(7):
+        mint_some(first, 1)
+        mint_some(second, 2)
+    report = verify_log(first.log)
+    assert report.entries == first.audit.next_index() == second.audit.next_index()
+    key = first.log.verifier.verifier_key()
+    for record in first.audit.statements():
+        proof = second.log.inclusion(record.log_index, second.audit.entry(record.log_index))
+        verify_inclusion_offline(proof.checkpoint, key, proof.entry, proof.log_index,
+                                 list(proof.hashes))
+    first.close()
+    second.close()
+
+
+def test_a_rolled_back_append_leaves_no_trace(auth: Authority,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from issuer.log.tlog import TransparencyLog
+
+    mint_some(auth, 2)
+    real = TransparencyLog.checkpoint
+
+    def broken(self: TransparencyLog, time: int) -> str:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(TransparencyLog, "checkpoint", broken)
+    with pytest.raises(IssuerError):
+        mint_some(auth, 3)  # leaves were appended in memory, then the transaction rolled back
+    monkeypatch.setattr(TransparencyLog, "checkpoint", real)
+    mint_some(auth, 2)
+    assert verify_log(auth.log).entries == auth.audit.next_index()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_entry_strings_match_the_json_encoder(value: str) -> None:
+    from issuer.log.tlog import _string
+
+    assert _string(value) == json.dumps(value, ensure_ascii=False).encode("utf-8")

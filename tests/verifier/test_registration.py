@@ -1,0 +1,160 @@
+"""Registration with software statements: precedence, policies, audit fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from issuer.core.authority import Authority
+from issuer.core.clock import FixedClock
+from issuer.core.encoding import jwk_thumbprint
+from issuer.core.errors import (
+    InvalidClientMetadata,
+    InvalidRedirectURI,
+    InvalidRequest,
+    InvalidSoftwareStatement,
+    IssuerError,
+)
+from issuer.core.statements import MintRequest
+from issuer.verifier.registration import MemoryReplayCache, Registrar, RegistrationPolicy
+from issuer.verifier.trust import StatementVerifier, TrustedIssuer
+from tests.conftest import START
+
+ISS = "https://issuer.example.com"
+
+
+def registrar(auth: Authority, clock: FixedClock, policy: RegistrationPolicy | None = None,
+              decisions: list[dict[str, Any]] | None = None) -> Registrar:
+    verifier = StatementVerifier(trusted=[TrustedIssuer(issuer=ISS, jwks=auth.jwks(),
+                                                        check_status=False)], clock=clock)
+    return Registrar(verifier, policy or RegistrationPolicy(),
+                     on_decision=None if decisions is None else decisions.append)
+
+
+def statement(auth: Authority, **values: Any) -> str:
+    values.setdefault("software_version", "1.4.2")
+    return auth.mint(MintRequest("mcp-connector", values), principal="ci",
+                     channel="cli").software_statement
+
+
+def test_statement_values_take_precedence(auth: Authority) -> None:
+    token = statement(auth)
+    result = registrar(auth, FixedClock(START)).register({
+        "software_statement": token,
+        "client_name": "Evil Name",
+        "redirect_uris": ["https://evil.example/cb"],
+        "token_endpoint_auth_method": "none",
+        "scope": "admin",
+        "logo_uri": "https://client.example/logo.png",  # not in the statement: kept
+    })
+    md = result.metadata
+    assert md["client_name"] == "Example Calendar Connector"
+    assert md["redirect_uris"] == ["https://connectors.example.com/calendar/oauth/callback"]
+    assert md["token_endpoint_auth_method"] == "private_key_jwt"
+    assert md["scope"] == "calendar.read calendar.events.write"
+    assert md["software_version"] == "1.4.2"
+    assert md["logo_uri"] == "https://example.com/assets/logo.png"  # the statement had one too
+    for claim in ("iss", "iat", "exp", "jti", "status", "software_statement"):
+        assert claim not in md
+    assert result.statement is not None and result.statement.issuer == ISS
+
+
+def test_audit_fields(auth: Authority) -> None:
+    decisions: list[dict[str, Any]] = []
+    token = statement(auth)
+    result = registrar(auth, FixedClock(START), decisions=decisions).register(
+        {"software_statement": token, "scope": "calendar.read"})
+    audit = result.audit
+    assert decisions == [audit]
+    active = auth.keystore.active()
+    assert audit["decision"] == "accepted" and audit["timestamp"] == START
+    assert audit["statement_issuer"] == ISS
+    assert audit["statement_digest"] == result.statement.digest  # type: ignore[union-attr]
+    assert audit["kid"] == active.kid and audit["key_thumbprint"] == jwk_thumbprint(active.jwk())
+    assert audit["redirect_uris"] == ["https://connectors.example.com/calendar/oauth/callback"]
+    assert audit["requested_scope"] == "calendar.read"
+    assert audit["granted_scope"] == "calendar.read calendar.events.write"
+    assert audit["token_endpoint_auth_method"] == "private_key_jwt"
+    assert audit["jwks_uri"] == "https://connectors.example.com/calendar/jwks.json"
+    assert audit["software_id"] and audit["software_version"] == "1.4.2"
+    with pytest.raises(IssuerError):
+        registrar(auth, FixedClock(START), decisions=decisions).register(
+            {"software_statement": token[:-3] + "AAA"})
+    assert decisions[-1]["decision"] == "rejected"
+    assert decisions[-1]["error"] == "invalid_software_statement"
+
+
+@pytest.mark.parametrize(
+    ("policy", "request_extra", "error", "text"),
+    [
+        (RegistrationPolicy(redirect_uris_subset=True),
+         {"redirect_uris": ["https://evil.example/cb"]}, InvalidRedirectURI, "not in the software statement"),
+        (RegistrationPolicy(scope_subset=True), {"scope": "calendar.read admin"},
+         InvalidClientMetadata, "['admin'] is not in the software statement"),
+        (RegistrationPolicy(jwks_uri_must_match=True), {"jwks_uri": "https://evil.example/jwks"},
+         InvalidClientMetadata, "jwks_uri differs"),
+    ],
+)
+def test_policies_refuse(auth: Authority, policy: RegistrationPolicy, request_extra: dict,
+                         error: type, text: str) -> None:
+    with pytest.raises(error, match=text.replace("[", r"\[").replace("]", r"\]")):
+        registrar(auth, FixedClock(START), policy).register(
+            {"software_statement": statement(auth), **request_extra})
+
+
+def test_policies_accept_what_fits(auth: Authority) -> None:
+    policy = RegistrationPolicy(redirect_uris_subset=True, scope_subset=True,
+                                jwks_uri_must_match=True)
+    result = registrar(auth, FixedClock(START), policy).register({
+        "software_statement": statement(auth),
+        "redirect_uris": ["https://connectors.example.com/calendar/oauth/callback"],
+        "scope": "calendar.read",
+        "jwks_uri": "https://connectors.example.com/calendar/jwks.json"})
+    assert result.metadata["scope"] == "calendar.read"  # the narrower request is granted
+
+
+def test_iat_freshness(auth: Authority) -> None:
+    token = statement(auth)
+    clock = FixedClock(START + 300)
+    policy = RegistrationPolicy(max_iat_age=300)
+    assert registrar(auth, clock, policy).register({"software_statement": token})
+    clock.advance(61)
+    with pytest.raises(InvalidSoftwareStatement, match="accepts 300s"):
+        registrar(auth, clock, policy).register({"software_statement": token})
+
+
+def test_one_time_use(auth: Authority) -> None:
+    clock = FixedClock(START)
+    policy = RegistrationPolicy(replay_cache=MemoryReplayCache(clock))
+    reg = registrar(auth, clock, policy)
+    token = statement(auth)
+    assert reg.register({"software_statement": token})
+    with pytest.raises(InvalidSoftwareStatement, match="already used"):
+        reg.register({"software_statement": token})
+    assert reg.register({"software_statement": statement(auth)})  # a new jti is fine
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "text"),
+    [
+        ([], InvalidRequest, "JSON object"),
+        ({"client_name": "no statement"}, InvalidSoftwareStatement, "required"),
+        ({"software_statement": 5}, InvalidSoftwareStatement, "not a string"),
+        ({"software_statement": "x.y.z"}, InvalidSoftwareStatement, "base64url"),
+    ],
+)
+def test_bad_requests(auth: Authority, body: Any, error: type, text: str) -> None:
+    with pytest.raises(error, match=text):
+        registrar(auth, FixedClock(START)).register(body)
+
+
+def test_request_values_are_still_checked(auth: Authority) -> None:
+    reg = registrar(auth, FixedClock(START))
+    with pytest.raises(InvalidClientMetadata, match="client_secret"):
+        reg.register({"software_statement": statement(auth), "client_secret": "mine"})
+    with pytest.raises(InvalidRedirectURI):
+        reg.register({"software_statement": statement(auth),
+                      "post_logout_redirect_uris": ["http://evil.example/out"]})
+    open_reg = registrar(auth, FixedClock(START), RegistrationPolicy(require_statement=False))
+    assert open_reg.register({"redirect_uris": ["https://a.example/cb"]}).statement is None

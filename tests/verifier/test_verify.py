@@ -1,0 +1,244 @@
+"""Verification as an authorization server must do it; interop with PyJWT."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jwt.algorithms import OKPAlgorithm
+
+from issuer.core.authority import Authority
+from issuer.core.clock import FixedClock
+from issuer.core.encoding import b64url
+from issuer.core.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
+from issuer.core.statements import MintRequest, encode_payload
+from issuer.verifier.statement import verify
+from tests.conftest import START, Cli, assert_one_line_error
+
+ISS = "https://issuer.example.com"
+
+
+def minted(auth: Authority, template: str = "desktop-agent") -> str:
+    return auth.mint(MintRequest(template, {"software_version": "1.0"}), principal="a",
+                     channel="cli").software_statement
+
+
+def forge(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
+    return ".".join([b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode()),
+                     b64url(signature)])
+
+
+def signed_by_issuer(auth: Authority, payload: dict[str, Any]) -> str:
+    """A payload of our choosing, really signed by the issuer's active key."""
+    return auth.keystore.signer().sign(encode_payload(payload))
+
+
+def good_payload(**changes: Any) -> dict[str, Any]:
+    payload = {"iss": ISS, "iat": START, "exp": START + 3600, "jti": "j",
+               "software_id": "s", "redirect_uris": ["https://a.example.com/cb"]}
+    payload.update(changes)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def test_fresh_statement_verifies(auth: Authority) -> None:
+    token = minted(auth)
+    result = verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    assert result.claims["software_version"] == "1.0"
+    assert result.kid == auth.keystore.active().kid and result.alg == "ES256"
+    assert result.digest == hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "PS256", "RS256", "Ed25519"])
+def test_pyjwt_verifies_with_only_the_published_jwks(auth: Authority, cli: Cli, alg: str) -> None:
+    auth.keys.generate(alg, activate=True, actor="t", channel="cli", rsa_bits=2048)
+    token = minted(auth)
+    jwks = json.loads(cli("jwks").stdout)  # only what `issuer jwks` prints
+    kid = pyjwt.get_unverified_header(token)["kid"]
+    jwk = next(k for k in jwks["keys"] if k["kid"] == kid)
+    decoder = pyjwt.PyJWT()
+    if alg == "Ed25519":
+        # PyJWT 2.x knows only the polymorphic "EdDSA" name (RFC 8037); RFC 9864 names it
+        # "Ed25519". Registering the fully-specified name is all a PyJWT verifier needs.
+        decoder._jws.register_algorithm("Ed25519", OKPAlgorithm())
+        key = pyjwt.PyJWK({**jwk, "alg": "EdDSA"}).key
+    else:
+        key = pyjwt.PyJWK(jwk).key
+    claims = decoder.decode(token, key, algorithms=[alg], issuer=ISS,
+                            options={"require": ["iss", "exp", "iat"], "verify_iat": False},
+                            leeway=10 ** 9)
+    assert claims["iss"] == ISS and claims["software_version"] == "1.0"
+
+
+def test_tampered_statement_is_refused(auth: Authority) -> None:
+    header, payload, sig = minted(auth).split(".")
+    claims = json.loads(pyjwt.utils.base64url_decode(payload))
+    claims["redirect_uris"] = ["https://evil.example/cb"]
+    tampered = ".".join([header, b64url(json.dumps(claims).encode()), sig])
+    with pytest.raises(InvalidSoftwareStatement, match="signature does not verify"):
+        verify(tampered, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    flipped = ".".join([header, payload, sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")])
+    with pytest.raises(InvalidSoftwareStatement, match="signature does not verify"):
+        verify(flipped, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+
+
+def test_wrong_issuer_is_unapproved(auth: Authority) -> None:
+    with pytest.raises(UnapprovedSoftwareStatement) as info:
+        verify(minted(auth), jwks=auth.jwks(), issuer="https://other.example", clock=auth.clock)
+    assert info.value.error == "unapproved_software_statement"
+
+
+def test_expired_statement_is_refused(auth: Authority) -> None:
+    token = minted(auth)  # desktop-agent lives 90 days
+    later = FixedClock(START + 90 * 86400 + 61)
+    with pytest.raises(InvalidSoftwareStatement, match="expired"):
+        verify(token, jwks=auth.jwks(), issuer=ISS, clock=later)
+    within_leeway = FixedClock(START + 90 * 86400 + 30)
+    assert verify(token, jwks=auth.jwks(), issuer=ISS, clock=within_leeway)
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        (good_payload(exp=None), "claim 'exp' is missing"),
+        (good_payload(iat=None), "claim 'iat' is missing"),
+        (good_payload(iat=START + 3600), "issued in the future"),
+        (good_payload(nbf=START + 3600), "not valid before"),
+        (good_payload(exp="tomorrow"), "not a NumericDate"),
+        (good_payload(redirect_uris=["http://evil.example/cb"]), "claim 'redirect_uris'"),
+        (good_payload(client_secret="leaked"), "claim 'client_secret'"),
+        (good_payload(jwks={"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}), "claim 'jwks'"),
+    ],
+)
+def test_signed_but_invalid_payloads(auth: Authority, payload: dict[str, Any], text: str) -> None:
+    with pytest.raises(InvalidSoftwareStatement) as info:
+        verify(signed_by_issuer(auth, payload), jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    assert text in info.value.description
+
+
+def test_algorithms_outside_the_allow_list(auth: Authority) -> None:
+    kid = auth.keystore.active().kid
+    payload = good_payload()
+    none = forge({"alg": "none", "kid": kid}, payload)
+    with pytest.raises(InvalidSoftwareStatement, match="alg 'none' is not allowed"):
+        verify(none, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    # HMAC keyed with the public key, the classic algorithm-confusion forgery (RFC 8725 s2.1)
+    public = json.dumps(auth.jwks()["keys"][0]).encode()
+    signing_input = forge({"alg": "HS256", "kid": kid}, payload).rsplit(".", 1)[0]
+    mac = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
+    with pytest.raises(InvalidSoftwareStatement, match="alg 'HS256' is not allowed"):
+        verify(signing_input + "." + b64url(mac), jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    with pytest.raises(InvalidSoftwareStatement, match="alg 'ES512' is not allowed"):
+        verify(forge({"alg": "ES512", "kid": kid}, payload, b"x"), jwks=auth.jwks(), issuer=ISS)
+    # A configured allow-list narrows it further; HMAC can't be put back in.
+    token = minted(auth)
+    with pytest.raises(InvalidSoftwareStatement, match="not allowed"):
+        verify(token, jwks=auth.jwks(), issuer=ISS, algorithms=["EdDSA", "HS256"], clock=auth.clock)
+
+
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
+def test_eddsa_header_name_verifies_an_ed25519_key(auth: Authority) -> None:
+    from joserfc import jws
+
+    auth.keys.generate("Ed25519", activate=True, actor="t", channel="cli")
+    signer = auth.keystore.signer()
+    from joserfc.jwk import OKPKey
+
+    token = jws.serialize_compact({"alg": "EdDSA", "kid": signer.kid},
+                                  encode_payload(good_payload()), OKPKey.import_key(signer._key),
+                                  algorithms=["EdDSA"])
+    assert verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock).alg == "EdDSA"
+
+
+@pytest.mark.parametrize("member", ["jwk", "jku", "x5u", "x5c"])
+def test_keys_carried_in_the_header_are_refused(auth: Authority, member: str) -> None:
+    token = minted(auth)
+    header = json.loads(pyjwt.utils.base64url_decode(token.split(".")[0]))
+    header[member] = auth.jwks()["keys"][0] if member == "jwk" else "https://evil.example/k"
+    forged = b64url(json.dumps(header).encode()) + "." + token.split(".", 1)[1]
+    with pytest.raises(InvalidSoftwareStatement, match=f"header carries '{member}'"):
+        verify(forged, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+
+
+def test_unknown_kid_crit_and_wrong_key_type(auth: Authority) -> None:
+    payload = good_payload()
+    with pytest.raises(InvalidSoftwareStatement, match="unknown key"):
+        verify(forge({"alg": "ES256", "kid": "nope"}, payload, b"x"), jwks=auth.jwks(), issuer=ISS)
+    with pytest.raises(InvalidSoftwareStatement, match="critical"):
+        verify(forge({"alg": "ES256", "crit": ["exp"], "exp": 1}, payload, b"x"),
+               jwks=auth.jwks(), issuer=ISS)
+    kid = auth.keystore.active().kid
+    with pytest.raises(InvalidSoftwareStatement, match="can't verify alg RS256"):
+        verify(forge({"alg": "RS256", "kid": kid}, payload, b"x"), jwks=auth.jwks(), issuer=ISS)
+
+
+@pytest.mark.parametrize("token", ["", "a.b", "a.b.c.d", "....", "é.é.é", "x" * 70000,
+                                   "eyJhbGciOiJFUzI1NiJ9.bm90IGpzb24.c2ln",
+                                   b64url(b"[1]") + ".e30.c2ln", "!!.??.**"])
+def test_malformed_tokens(auth: Authority, token: str) -> None:
+    with pytest.raises(InvalidSoftwareStatement):
+        verify(token, jwks=auth.jwks(), issuer=ISS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300),
+                 st.lists(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+                                  max_size=80), min_size=3, max_size=3).map(".".join)))
+def test_any_string_is_refused_cleanly(token: str) -> None:
+    jwks = {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k",
+                      "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}
+    with pytest.raises(InvalidSoftwareStatement):
+        verify(token, jwks=jwks, issuer=ISS)
+
+
+# --- issuer verify ----------------------------------------------------------------------------
+
+
+def test_verify_cli(cli: Cli, tmp_path: Path, file_server: tuple[str, Path]) -> None:
+    token = cli("mint", "desktop-agent", "--set", "software_version=9").stdout.strip()
+    ok = cli("verify", token)
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["software_version"] == "9"
+    assert "verified: iss https://issuer.example.com" in ok.stderr
+    piped = cli("verify", "-", input=token + "\n")
+    assert piped.exit_code == 0
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(cli("jwks").stdout)
+    # Offline there is no status list to fetch: fail closed, unless told not to check it.
+    assert_one_line_error(cli("verify", token, "--jwks", str(jwks_file), "--issuer", ISS,
+                              config=False), 1, "status list", "unavailable")
+    offline = cli("verify", token, "--jwks", str(jwks_file), "--issuer", ISS, "--json",
+                  "--no-status-check", config=False)
+    assert offline.exit_code == 0 and json.loads(offline.stdout)["valid"] is True
+    url, www = file_server
+    (www / "jwks.json").write_text(jwks_file.read_text())
+    remote = cli("verify", token, "--jwks", f"{url}/jwks.json", "--issuer", ISS,
+                 "--no-status-check", config=False)
+    assert remote.exit_code == 0, remote.stderr
+    assert_one_line_error(cli("verify", token, "--issuer", "https://other.example"), 1,
+                          "is not the expected issuer")
+    assert_one_line_error(cli("verify", token[:-4] + "AAAA"), 1, "signature does not verify")
+    assert_one_line_error(cli("verify", "garbage"), 1, "not a compact JWS")
+    assert_one_line_error(cli("verify", "", input=""), 2, "no statement given")
+    assert_one_line_error(cli("verify", token, "--jwks", str(tmp_path / "none.json"), "--issuer",
+                              ISS, config=False), 2, "cannot read JWKS file")
+    assert_one_line_error(cli("verify", token, "--jwks", f"{url}/missing.json", "--issuer", ISS,
+                              config=False), 1, "HTTP 404")
+    (www / "bad.json").write_text('{"no": "keys"}')
+    assert_one_line_error(cli("verify", token, "--jwks", f"{url}/bad.json", "--issuer", ISS,
+                              config=False), 1, "not a JWK Set")
+    assert_one_line_error(cli("verify", token, "--jwks", "http://jwks.example.com/k.json",
+                              "--issuer", ISS, config=False), 2, "must use https")
+
+
+def test_verify_cli_refuses_expired(home: Path, cli: Cli) -> None:
+    past = Authority.from_config(home / "issuer.toml", env={}, clock=FixedClock(1_600_000_000))
+    token = minted(past)
+    past.close()
+    assert_one_line_error(cli("verify", token), 1, "expired")

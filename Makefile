@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test typecheck bench clean-demo
+.PHONY: run test typecheck bench clean-demo system-packages
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,7 +24,11 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/python -m issuer.demo
 
-test: $(VENV)/.test-installed
+# SoftHSM2, PostgreSQL and Chromium for the tests that drive them for real (installed when missing).
+system-packages:
+	bash .ci/system-packages.sh
+
+test: $(VENV)/.test-installed system-packages
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from issuer.log import merkle
 from issuer.log.note import NoteSigner
 from issuer.log.tlog import TransparencyLog
-from issuer.store.audit import connect
+from issuer.store.engine import connect
 
 from .common import Row, best_rate
 

@@ -147,6 +147,12 @@ _SCHEMA: dict[str, tuple[_Parser, object]] = {
 _PATH_KEYS = ("keys_dir", "templates_dir", "database")
 
 
+def is_database_url(database: str | Path) -> bool:
+    """A ``database`` naming a PostgreSQL server (``postgresql://...``), not a SQLite file."""
+    return isinstance(database, str) and "://" in database and \
+        database.split("://", 1)[0] in ("postgresql", "postgres", "postgresql+psycopg")
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """The ``[service]`` table."""
@@ -165,7 +171,8 @@ class Config:
     issuer: str
     keys_dir: Path
     templates_dir: Path
-    database: Path
+    #: A SQLite file, or a ``postgresql://`` URL shared by replicas (docs/operations.md).
+    database: Path | str
     default_alg: str
     max_lifetime: int
     #: Seconds between scheduled key rotations; None: rotate only when told to.
@@ -260,7 +267,7 @@ def load_config(
             values[key] = parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-        if key in _PATH_KEYS:
+        if key in _PATH_KEYS and not (key == "database" and is_database_url(values[key])):
             # SPEC: relative paths in the file are relative to the file; in the environment,
             # relative to the working directory, like any other command-line path.
             base = Path.cwd() if key in overrides else path.parent

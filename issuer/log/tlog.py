@@ -24,10 +24,9 @@ import base64
 import functools
 import json
 import re
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from issuer.core.errors import IssuerError, NotFound, UsageError
@@ -40,6 +39,15 @@ from issuer.log.note import (
     sign_checkpoint,
     verify_checkpoint,
 )
+
+class Sql(Protocol):
+    """The DB-API connection surface the log uses: a SQLite connection, or the store's
+    connection on either engine (:class:`issuer.store.engine.Connection`)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> Any: ...
+
 
 ENTRY_FIELDS = ("idx", "time", "type", "actor", "channel", "subject", "data")
 
@@ -104,7 +112,7 @@ class SqliteNodeStore:
     appends reads its own fresh nodes without a query each.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Sql) -> None:
         self.conn = conn
         self.pending: dict[tuple[int, int], bytes] = {}
         #: The complete subtrees that make up the current tree (its right edge), kept in memory
@@ -153,7 +161,7 @@ class InclusionProof:
 class TransparencyLog:
     """The Merkle tree and checkpoints kept beside the events, in the same database."""
 
-    def __init__(self, conn: sqlite3.Connection, signer: Callable[[], NoteSigner],
+    def __init__(self, conn: Sql, signer: Callable[[], NoteSigner],
                  verifier: NoteVerifier) -> None:
         self.conn = conn
         self.store = SqliteNodeStore(conn)
@@ -244,8 +252,10 @@ class TransparencyLog:
         size = self.size()
         head = Checkpoint(origin=self.origin, size=size, root_hash=merkle.root(self.store, size))
         note = sign_checkpoint(self._signer, head)
-        self.conn.execute("INSERT OR REPLACE INTO log_checkpoints (tree_size, root_hash, note, "
-                          "time) VALUES (?, ?, ?, ?)", (size, head.root_hash, note, time))
+        self.conn.execute("INSERT INTO log_checkpoints (tree_size, root_hash, note, time) "
+                          "VALUES (?, ?, ?, ?) ON CONFLICT (tree_size) DO UPDATE SET "
+                          "root_hash = excluded.root_hash, note = excluded.note, "
+                          "time = excluded.time", (size, head.root_hash, note, time))
         return note
 
     def latest(self) -> tuple[Checkpoint, str]:
@@ -355,7 +365,7 @@ class VerifyReport:
                 "statements": self.statements, "consistent_with": self.consistent_with}
 
 
-def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple[Any, ...]]:
+def _rows(conn: Sql, sql: str) -> Iterator[tuple[Any, ...]]:
     cursor = conn.execute(sql)
     while batch := cursor.fetchmany(4096):
         yield from batch

@@ -1,4 +1,5 @@
-"""The audit store: every issued statement and every event, in one SQLite file (SPEC "Audit").
+"""The audit store: every issued statement and every event, in one database (SPEC "Audit"):
+a SQLite file, or PostgreSQL shared by several replicas (:mod:`issuer.store.engine`).
 
 Two kinds of rows:
 
@@ -12,7 +13,14 @@ Two kinds of rows:
   itself an event.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed transaction has been fsynced
-before ``commit`` returns; callers hand out a statement only after that.
+before ``commit`` returns (PostgreSQL: its ``synchronous_commit``); callers hand out a statement
+only after that.
+
+One log across replicas: event indices come from the ``log_sequencer`` row, locked by every
+write transaction before anything else and advanced in it, so writers of all replicas take
+turns and an aborted transaction leaves no gap (a database sequence would). Each store also
+remembers the longest log it has seen, and refuses a database whose log is shorter: one
+restored or failed over to an older copy must not be continued silently.
 """
 
 from __future__ import annotations
@@ -26,15 +34,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from issuer.core.encoding import canonical_json
 from issuer.core.errors import AuditUnavailable, NotFound
 from issuer.log.tlog import LogVerificationError, TransparencyLog, entry_bytes
+from issuer.store.engine import BUSY_TIMEOUT_MS, Connection
 
-BUSY_TIMEOUT_MS = 30_000
-
-#: One entry per schema version; ``PRAGMA user_version`` says how many have run.
+#: One entry per schema version, numbered from 1 and forward-only; the engine's schema version
+#: (SQLite ``PRAGMA user_version``, PostgreSQL ``schema_version``) says how many have run. The
+#: SQL is portable: INTEGER, TEXT and BLOB columns, which PostgreSQL gets as BIGINT, TEXT, BYTEA.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE events (
@@ -128,6 +135,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
     CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
     """,
+    # 5: several replicas on one database (docs/operations.md): the row every write transaction
+    # locks first and that numbers the log's entries; rate limit state shared by the replicas.
+    """
+    CREATE TABLE log_sequencer (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        next_idx INTEGER NOT NULL
+    );
+    INSERT INTO log_sequencer (id, next_idx) SELECT 0, COALESCE(MAX(idx) + 1, 0) FROM events;
+    CREATE TABLE rate_limits (
+        key TEXT PRIMARY KEY,
+        tat_ms INTEGER NOT NULL
+    );
+    """,
 )
 
 _STATUS_VALUES = {"statement.revoked": 1, "statement.suspended": 2, "statement.unsuspended": 0}
@@ -188,115 +208,131 @@ class Event:
         return asdict(self)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the database for durable, concurrent use (WAL, FULL sync, busy timeout)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: in WAL mode, NORMAL may lose the last commits on power loss; a returned statement
-    # must never lose its record.
-    conn.execute("PRAGMA synchronous = FULL")
-    # Up to 256 MiB of page cache (a maximum, filled only as pages are read): the indexes that
-    # every mint inserts into at random places (jti, digest, status index) stay in memory up
-    # to millions of statements, so a mint costs the same at 1,000 entries as at 1,000,000.
-    conn.execute("PRAGMA cache_size = -262144")
-    return conn
-
-
 class AuditStore:
-    """Append-only records of statements and events over a ``sqlite_utils.Database``."""
+    """Append-only records of statements and events, on either engine."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
-        self.conn = db.conn
-        self.path = next((row[2] for row in self.conn.execute("PRAGMA database_list")
-                          if row[1] == "main"), "") or ":memory:"
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.path = conn.described
         self._readers = threading.local()
         #: The transparency log every appended event also enters (attached by the Authority).
         self.log: TransparencyLog | None = None
         self._appended_at: int | None = None  # time of the last event of the open transaction
         self._next_idx: int | None = None  # the next event index, counted within a transaction
+        self._start_idx: int | None = None  # the sequencer's value when the transaction began
+        #: The longest log this store has seen: a database that later holds fewer entries was
+        #: rolled back behind it (restored from an old copy, failed over to a stale replica).
+        self.high_water = 0
         # One connection is shared by the threads of the service; SQLite serialises inside a
         # connection only per call, so whole transactions take this lock.
         self.lock = threading.RLock()
         self._migrate()
 
     @classmethod
-    def open(cls, path: Path) -> AuditStore:
+    def open(cls, database: Path | str) -> AuditStore:
+        conn: Connection | None = None
         try:
-            return cls(sqlite_utils.Database(connect(path)))
-        except sqlite3.Error as exc:
-            raise AuditUnavailable(f"cannot open audit database {path}: {exc}") from None
+            conn = Connection(database)
+            return cls(conn)
+        except (sqlite3.Error, AuditUnavailable) as exc:
+            if conn is not None:
+                conn.close()
+            detail = exc.description if isinstance(exc, AuditUnavailable) else str(exc)
+            raise AuditUnavailable(f"cannot open audit database: {detail}") from None
 
     def close(self) -> None:
         self.conn.close()
 
     def _migrate(self) -> None:
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.begin_write()
             try:
-                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                self.conn.lock_schema()
+                version = self.conn.schema_version()
                 #: The schema version this open found (the log catches up only on upgrade).
-                self.opened_at_version = int(version)
+                self.opened_at_version = version
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for sql in script.split(";"):
-                        if sql.strip():
-                            self.conn.execute(sql)
-                    self.conn.execute(f"PRAGMA user_version = {number}")
-                self.conn.execute("COMMIT")
+                    self.conn.script(script)
+                    self.conn.set_schema_version(number)
+                self.conn.commit()
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self.conn.rollback()
                 raise
 
     # --- writing ---------------------------------------------------------------------
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One durable write: ``BEGIN IMMEDIATE`` takes the write lock up front, ``COMMIT``
-        returns once the WAL is fsynced; any exception rolls everything back.
+        """One durable write: the engine's write lock and the log's sequencer row are taken up
+        front, ``COMMIT`` returns once the write is durable; any exception rolls everything back.
 
         A database failure becomes AuditUnavailable: whatever the caller was about to hand
         out (a statement, a key) must not be handed out unrecorded.
         """
         with self.lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
             self._appended_at = None
             self._next_idx = None
             committed = False
             if self.log is not None:
                 self.log.begin()
             try:
+                self.conn.begin_write()
+                self._next_idx = self._start_idx = self._lock_sequencer()
                 yield
                 if self.log is not None and self._appended_at is not None:
                     # The signed head covers every entry this transaction adds, and commits
                     # with them: no committed entry is ever outside a checkpoint.
                     self.log.checkpoint(self._appended_at)
-                self.conn.execute("COMMIT")
+                if self._next_idx != self._start_idx:
+                    self.conn.execute("UPDATE log_sequencer SET next_idx = ? WHERE id = 0",
+                                      (self._next_idx,))
+                self.conn.commit()
                 committed = True
+                self.high_water = max(self.high_water, self._next_idx)
             except BaseException as exc:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
+                self.conn.rollback()
                 if isinstance(exc, sqlite3.Error):
                     raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
                 raise
             finally:
-                self._next_idx = None
+                self._next_idx = self._start_idx = None
                 if self.log is not None:
                     self.log.end(committed)
 
+    def _lock_sequencer(self) -> int:
+        """Lock the sequencer row (PostgreSQL: until the transaction ends, so the writers of
+        every replica take turns) and return the next event index, after checking that the
+        database has not been rolled back behind this store's high-water mark."""
+        row = self.conn.execute("SELECT next_idx FROM log_sequencer WHERE id = 0"
+                                + self.conn.for_update).fetchone()
+        size = int(row[0])
+        self._check_high_water(size)
+        return size
+
+    def _check_high_water(self, size: int) -> None:
+        if size < self.high_water:
+            raise AuditUnavailable(
+                f"audit store {self.path} holds {size} log entries but this process has seen "
+                f"{self.high_water}: the database was rolled back (restored from an older copy "
+                "or failed over to a stale standby); refusing to continue the log")
+        self.high_water = size
+
+    def check_head(self) -> int:
+        """Read the log's length outside a transaction (health checks): raises when the
+        database was rolled back behind what this process has seen."""
+        with self.lock:
+            size = int(self.conn.execute("SELECT next_idx FROM log_sequencer WHERE id = 0"
+                                         ).fetchone()[0])
+            self._check_high_water(size)
+        return size
+
     def next_index(self) -> int:
-        """The index the next event gets (read once per transaction, then counted)."""
-        if self.conn.in_transaction and self._next_idx is not None:
+        """The index the next event gets (the sequencer's, then counted in the transaction)."""
+        if self._next_idx is not None:
             return self._next_idx
-        row = self.conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM events").fetchone()
-        if self.conn.in_transaction:
-            self._next_idx = int(row[0])
-        return int(row[0])
+        with self.lock:
+            return int(self.conn.execute("SELECT next_idx FROM log_sequencer WHERE id = 0"
+                                         ).fetchone()[0])
 
     def append_event(self, *, time: int, type: str, actor: str, channel: str, subject: str,
                      data: dict[str, Any]) -> int:
@@ -387,6 +423,10 @@ class AuditStore:
         and never waits for the writer's transaction (WAL lets readers run beside it)."""
         conn = getattr(self._readers, "conn", None)
         if conn is None:
+            if self.conn.postgresql:  # the store's connection (one per replica process)
+                with self.lock:
+                    rows: list[tuple[Any, ...]] = self.conn.execute(sql, params).fetchall()
+                    return rows
             if self.path == ":memory:":
                 with self.lock:
                     return self.conn.execute(sql, params).fetchall()
@@ -400,7 +440,7 @@ class AuditStore:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:
-            return list(self.db.query(sql, params))
+            return self.conn.query(sql, params)
 
     def statement(self, ref: str) -> StatementRecord:
         """Look a statement up by ``jti`` or by its lowercase hex ``digest``."""

@@ -248,7 +248,8 @@ def test_a_database_from_before_the_log_catches_up_once(tmp_path: Path) -> None:
     mint_some(auth, 3)
     auth.close()
     conn = db(home)  # what a version-2 database looked like: events, no log
-    for table in ("log_nodes", "log_checkpoints", "status_lists"):
+    for table in ("log_nodes", "log_checkpoints", "status_lists", "log_sequencer",
+                  "rate_limits"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX statements_revoked")
     conn.execute("DROP INDEX statements_status_changed")

@@ -120,3 +120,27 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", directory
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the whole session (tests/postgres.py)."""
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """An initialised issuer home on each storage engine: a SQLite file, or a fresh database
+    of the session's PostgreSQL cluster."""
+    database = "issuer.db"
+    if request.param == "postgresql":
+        database = request.getfixturevalue("postgres").database()
+    directory = tmp_path / "issuer"
+    init_issuer(directory, issuer="https://issuer.example.com", alg="ES256",
+                actor="tester", env={}, clock=FixedClock(START), database=database).close()
+    return directory

@@ -17,20 +17,24 @@ from .common import ALG_CHOICES, config_option
               help="The iss claim: https, or http only on localhost.")
 @click.option("--alg", type=click.Choice(ALG_CHOICES), default="ES256", show_default=True,
               help="Algorithm of the first signing key.")
+@click.option("--database", default="issuer.db", show_default=True,
+              help="A SQLite file in the issuer home, or postgresql://user@host/db shared by "
+                   "replicas (docs/operations.md).")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True, help="Issuer home to create.")
-def init(issuer_url: str, alg: str, directory: Path) -> None:
+def init(issuer_url: str, alg: str, database: str, directory: Path) -> None:
     """Create an issuer: config, first active key, example templates, database.
 
     Refuses to overwrite an existing issuer.
     """
-    auth = init_issuer(directory, issuer=issuer_url, alg=alg, actor=local_principal())
+    auth = init_issuer(directory, issuer=issuer_url, alg=alg, actor=local_principal(),
+                       database=database)
     try:
         key = auth.keystore.active()
         click.echo(f"initialised issuer {issuer_url} in {directory.resolve()}")
         click.echo(f"  config:    {auth.config.path}")
         click.echo(f"  key:       {key.kid} ({key.alg}, active) in {auth.config.keys_dir}")
         click.echo(f"  templates: {', '.join(auth.templates.names())}")
-        click.echo(f"  database:  {auth.config.database}")
+        click.echo(f"  database:  {auth.audit.path}")
     finally:
         auth.close()

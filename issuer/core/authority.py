@@ -374,9 +374,11 @@ def shipped_templates() -> Iterable[tuple[str, bytes]]:
 
 
 def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
-                clock: Clock | None = None, env: Mapping[str, str] | None = None) -> Authority:
+                clock: Clock | None = None, env: Mapping[str, str] | None = None,
+                database: str = "issuer.db") -> Authority:
     """Create an issuer home: config, keystore with a first active key, example templates and
-    the database. Refuses to touch a directory that already holds an issuer."""
+    the database (a SQLite file, or a PostgreSQL URL). Refuses to touch a directory or a
+    database that already holds an issuer."""
     env = os.environ if env is None else env
     try:
         issuer = validate_issuer_url(issuer)
@@ -397,9 +399,12 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
     keys.mkdir(mode=0o700, exist_ok=True)
     if not (keys / ".gitignore").exists():
         atomic_write(keys / ".gitignore", b"# private keys never go into git\n*\n")
-    atomic_write(directory / CONFIG_FILE, render_config(issuer, alg).encode("utf-8"))
+    atomic_write(directory / CONFIG_FILE, render_config(issuer, alg, database).encode("utf-8"))
     authority = Authority(load_config(directory / CONFIG_FILE, env={}), clock=clock, env=env)
     try:
+        if authority.audit.events(type_prefix="key."):
+            raise Conflict(f"the database {authority.audit.path} already holds an issuer's "
+                           "records; refusing to overwrite it")
         authority.keys.generate(alg, actor=actor, channel="cli")
         authority.keys.ensure_next(actor=actor, channel="cli")
     except BaseException:

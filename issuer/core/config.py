@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -293,13 +294,13 @@ def load_config(
     )
 
 
-def render_config(issuer: str, alg: str) -> str:
+def render_config(issuer: str, alg: str, database: str = "issuer.db") -> str:
     """The issuer.toml that ``issuer init`` writes."""
     return f'''# Software statement issuer configuration (see docs/configuration.md).
 issuer = "{issuer}"   # the iss claim of every statement
 keys_dir = "keys"
 templates_dir = "templates"
-database = "issuer.db"
+database = {json.dumps(database)}         # a SQLite file, or postgresql://user@host/db
 default_alg = "{alg}"
 max_lifetime = "400d"
 rotation_period = "90d"        # scheduled key rotation ("never" to rotate only by hand)

@@ -251,6 +251,10 @@ class AuditStore:
                 version = self.conn.schema_version()
                 #: The schema version this open found (the log catches up only on upgrade).
                 self.opened_at_version = version
+                if version > len(MIGRATIONS):  # forward-only: never run on a newer schema
+                    raise AuditUnavailable(
+                        f"audit store {self.path} has schema version {version}, newer than "
+                        f"this issuer's {len(MIGRATIONS)}; upgrade the issuer")
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     self.conn.script(script)
                     self.conn.set_schema_version(number)

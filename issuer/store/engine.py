@@ -125,7 +125,7 @@ class Connection:
         if self._raw is None:
             try:
                 self._raw = self.engine.raw_connection()
-            except SqlAlchemyError as exc:
+            except (SqlAlchemyError, self.engine.dialect.loaded_dbapi.Error) as exc:
                 raise self._unavailable(exc) from None
         return self._raw
 

@@ -1,0 +1,123 @@
+"""The storage layer on both engines (SQLite file, PostgreSQL): the same records, one
+gap-free log shared by several replicas, numbered forward-only migrations, clear errors."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from issuer.core.authority import Authority
+from issuer.core.clock import FixedClock
+from issuer.core.errors import AuditUnavailable
+from issuer.core.statements import MintRequest
+from issuer.log.tlog import verify_log
+from issuer.store.audit import MIGRATIONS
+from tests.conftest import START, Cli, assert_one_line_error
+
+REQUEST = MintRequest("desktop-agent", {"software_version": "1.0"})
+
+
+def replica(home: Path) -> Authority:
+    return Authority.from_config(home / "issuer.toml", env={}, clock=FixedClock(START))
+
+
+def test_records_log_and_revocation_on_each_engine(engine_home: Path) -> None:
+    auth = replica(engine_home)
+    minted = auth.mint_many([REQUEST] * 5, principal="ci", channel="cli")
+    auth.set_status(minted[0].jti, "revoked", "leaked", actor="admin", channel="cli")
+    auth.tokens.create("pipeline", role="minter", templates=["desktop-agent"], rate_limit=None,
+                       actor="admin", channel="cli", now=START)
+    record = auth.audit.statement(minted[0].jti)
+    assert record.revocation_reason == "leaked" and record.claims["jti"] == minted[0].jti
+    assert auth.audit.statement(minted[1].digest).jti == minted[1].jti
+    assert [r.jti for r in auth.audit.statements()] == [m.jti for m in minted]
+    report = verify_log(auth.log)
+    assert report.entries == auth.audit.next_index()
+    assert [e.idx for e in auth.audit.events()] == list(range(report.entries))
+    assert auth.audit.check_statement_rows() == 5
+    assert auth.status.status_of(minted[0].jti) == 1
+    auth.close()
+
+
+def test_migrations_are_numbered_and_forward_only(engine_home: Path) -> None:
+    auth = replica(engine_home)
+    conn = auth.audit.conn
+    assert conn.schema_version() == len(MIGRATIONS)
+    auth.close()
+    again = replica(engine_home)  # reopening runs nothing twice
+    assert again.audit.opened_at_version == len(MIGRATIONS)
+    again.audit.conn.set_schema_version(len(MIGRATIONS) + 1)  # written by a newer issuer
+    again.close()
+    with pytest.raises(AuditUnavailable, match="newer than this issuer's"):
+        replica(engine_home).audit
+
+
+def test_replicas_share_one_gap_free_log(engine_home: Path) -> None:
+    """Four writers in two replicas (separate stores, separate connections) mint at once:
+    the log stays contiguous, every status index and jti is used once, the tree recomputes."""
+    replicas = [replica(engine_home), replica(engine_home)]
+    for each in replicas:
+        each.audit  # opened before the threads share it  # noqa: B018
+    errors: list[BaseException] = []
+
+    def mint(auth: Authority) -> None:
+        try:
+            for _ in range(6):
+                auth.mint_many([REQUEST] * 3, principal="ci", channel="http")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=mint, args=(r,)) for r in replicas for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    auth = replicas[0]
+    records = auth.audit.statements()
+    assert len(records) == 4 * 6 * 3
+    assert len({r.jti for r in records}) == len(records)
+    entries = [(r.claims["status"]["status_list"]["uri"], r.claims["status"]["status_list"]["idx"])
+               for r in records]
+    assert len(set(entries)) == len(entries)
+    assert [e.idx for e in auth.audit.events()] == list(range(auth.audit.next_index()))
+    assert verify_log(auth.log).entries == auth.audit.next_index()
+    assert auth.audit.check_statement_rows() == len(records)
+    for each in replicas:
+        each.close()
+
+
+def test_a_database_rolled_back_behind_a_replica_is_refused(engine_home: Path) -> None:
+    """A replica that has seen the log at N refuses to continue a database holding fewer
+    entries (restored from an old copy, failed over to a stale standby)."""
+    auth = replica(engine_home)
+    auth.mint_many([REQUEST] * 2, principal="ci", channel="cli")
+    seen = auth.audit.next_index()
+    other = replica(engine_home)  # what a restore would do, written from another connection
+    with other.audit.transaction():
+        other.audit.conn.execute("DELETE FROM statements")
+        other.audit.conn.execute("DELETE FROM events WHERE idx >= ?", (seen - 2,))
+        other.audit.conn.execute("UPDATE log_sequencer SET next_idx = ? WHERE id = 0",
+                                 (seen - 2,))
+    other.close()
+    with pytest.raises(AuditUnavailable, match=f"holds {seen - 2} log entries but this "
+                                               f"process has seen {seen}"):
+        auth.mint(REQUEST, principal="ci", channel="cli")
+    with pytest.raises(AuditUnavailable, match="rolled back"):
+        auth.audit.check_head()
+    auth.close()
+
+
+def test_an_unreachable_database_is_one_line_without_the_password(
+        cli: Cli, postgres: object) -> None:
+    closed = "postgresql://issuer:s3cret-pw@127.0.0.1:9/issuer"
+    result = cli("audit", "list", env={"ISSUER_DATABASE": closed})
+    assert_one_line_error(result, 1, "cannot open audit database",
+                          "postgresql://issuer:***@127.0.0.1:9/issuer")
+    assert "s3cret-pw" not in result.stderr
+    missing = postgres.url("no_such_db").replace("postgres@", "postgres:s3cret-pw@")  # type: ignore[attr-defined]
+    result = cli("audit", "list", env={"ISSUER_DATABASE": missing})
+    assert_one_line_error(result, 1, "no_such_db", "does not exist")
+    assert "s3cret-pw" not in result.stderr

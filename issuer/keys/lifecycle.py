@@ -181,6 +181,12 @@ class KeyLifecycle:
     def rotate(self, *, actor: str, channel: str, force: bool = False,
                wait: bool = False) -> KeyInfo:
         """Make the ``next`` key active, retire the active one, pre-publish a new ``next``."""
+        active = self._rotate(actor=actor, channel=channel, force=force, wait=wait, due=None)
+        assert active is not None  # only a scheduled rotation can find nothing to do
+        return active
+
+    def _rotate(self, *, actor: str, channel: str, force: bool, wait: bool,
+                due: int | None) -> KeyInfo | None:
         nxt = self.ensure_next(actor=actor, channel=channel)
         eligible = self.eligible_at(nxt)
         while not force and self.now() < eligible:
@@ -189,6 +195,10 @@ class KeyLifecycle:
             self.sleep(min(5.0, eligible - self.clock.now()))
         now = self.now()
         with self.audit.transaction():
+            # Under the write lock, which every replica takes in turn: a scheduled rotation
+            # that another replica has done meanwhile (the due time moved) is not done twice.
+            if due is not None and self.rotation_due_at() != due:
+                return None
             current = self.by_state("active")
             active = self._switch(current[0] if current else None, nxt, now, actor, channel,
                                   forced=force and now < eligible)
@@ -203,7 +213,7 @@ class KeyLifecycle:
         nxt = self.ensure_next(actor=actor, channel=channel)
         if self.now() < self.eligible_at(nxt):
             return None  # scheduled rotation never forces; it waits for pre-publication
-        return self.rotate(actor=actor, channel=channel)
+        return self._rotate(actor=actor, channel=channel, force=False, wait=False, due=due)
 
     def expire_due(self, *, actor: str, channel: str) -> list[KeyInfo]:
         """Retired keys past their retention deadline leave the JWKS for good."""

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from issuer import __version__
@@ -291,11 +292,12 @@ class Maintenance:
 
 
 def create_app(authority: Authority, maintenance_interval: float = 60.0,
-               jwks_recheck: float = 1.0) -> FastAPI:
+               jwks_recheck: float = 1.0, shared_limits: bool | None = None) -> FastAPI:
     """The FastAPI application serving ``authority``.
 
     Run under a server (``issuer serve``), its lifespan rotates keys when due and expires
-    retired keys every ``maintenance_interval`` seconds.
+    retired keys every ``maintenance_interval`` seconds. Rate limits are kept in the database
+    when ``shared_limits`` (default: on PostgreSQL, where replicas share it).
     """
     config = authority.config
 
@@ -310,7 +312,9 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         maintenance.thread.join(timeout=10)
         batcher.stop()
 
-    limiter = RateLimiter(authority.clock)
+    if shared_limits is None:
+        shared_limits = authority.audit.conn.postgresql
+    limiter = RateLimiter(authority.clock, authority.audit if shared_limits else None)
     jwks_cache = JwksCache(authority, recheck=jwks_recheck)
     bearer_scheme = HTTPBearer(auto_error=False, description="API token: ssi_<id>.<secret>")
 
@@ -332,7 +336,11 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise MissingToken("missing bearer token (Authorization: Bearer ssi_...)")
         token = authority.tokens.authenticate(credentials.credentials)
-        limiter.check(token.name, token.limit(config.service.rate_limit))
+        if limiter.shared is None:
+            limiter.check(token.name, token.limit(config.service.rate_limit))
+        else:  # a database write: off the event loop
+            await run_in_threadpool(limiter.check, token.name,
+                                    token.limit(config.service.rate_limit))
         return token
 
     async def auditor(token: ApiToken = Depends(caller)) -> ApiToken:
@@ -385,12 +393,13 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
              responses=errors(503))
     def healthz() -> Response:
         try:
-            authority.audit.query("SELECT 1")
+            size = authority.audit.check_head()  # reachable, and not rolled back
             key = authority.keystore.active()
         except IssuerError as exc:
             return JSONResponse({"status": "unavailable", "error": exc.error,
                                  "error_description": exc.description}, status_code=503)
-        return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid})
+        return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid,
+                             "log_size": size})
 
     # --- minting ----------------------------------------------------------------------------
 
@@ -582,13 +591,35 @@ def decode_cursor(cursor: str) -> int:
         raise InvalidRequest("cursor: not a cursor this service returned") from None
 
 
+def _maintenance_interval(authority: Authority) -> float:
+    # Maintenance runs at least as often as verifiers refresh the JWKS, at most every minute.
+    return min(60.0, max(1.0, float(authority.config.service.jwks_max_age)))
+
+
+def worker_app() -> FastAPI:
+    """The application of one worker of ``issuer serve --workers N`` (a process of its own:
+    its own authority over the configuration ``serve`` resolved, limits in the database)."""
+    authority = Authority.from_config()
+    return create_app(authority, maintenance_interval=_maintenance_interval(authority),
+                      shared_limits=True)
+
+
 def serve(authority: Authority, host: str, port: int,
-          log_level: Literal["info", "warning"] = "info", access_log: bool = True) -> None:
-    """Run the service under uvicorn until interrupted."""
+          log_level: Literal["info", "warning"] = "info", access_log: bool = True,
+          workers: int = 1) -> None:
+    """Run the service under uvicorn until interrupted; with ``workers`` > 1, that many
+    processes share the port and the database (docs/operations.md)."""
+    import os
+
     import uvicorn
 
-    # Maintenance runs at least as often as verifiers refresh the JWKS, at most every minute.
-    interval = min(60.0, max(1.0, float(authority.config.service.jwks_max_age)))
-    uvicorn.run(create_app(authority, maintenance_interval=interval), host=host, port=port,
-                log_level=log_level, access_log=access_log, server_header=False,
-                proxy_headers=False)
+    options: dict[str, Any] = dict(host=host, port=port, log_level=log_level,
+                                   access_log=access_log, server_header=False,
+                                   proxy_headers=False)
+    if workers > 1:
+        os.environ["ISSUER_CONFIG"] = str(authority.config.path)  # what each worker loads
+        authority.close()
+        uvicorn.run("issuer.service.app:worker_app", factory=True, workers=workers, **options)
+        return
+    uvicorn.run(create_app(authority, maintenance_interval=_maintenance_interval(authority)),
+                **options)

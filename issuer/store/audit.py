@@ -425,15 +425,14 @@ class AuditStore:
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read on this thread's own read-only connection: it sees every committed write
         and never waits for the writer's transaction (WAL lets readers run beside it)."""
+        if self.conn.postgresql:
+            return self.conn.read_once(sql, params)
         conn = getattr(self._readers, "conn", None)
         if conn is None:
-            if self.conn.postgresql:  # the store's connection (one per replica process)
+            if self.path == ":memory:":
                 with self.lock:
                     rows: list[tuple[Any, ...]] = self.conn.execute(sql, params).fetchall()
                     return rows
-            if self.path == ":memory:":
-                with self.lock:
-                    return self.conn.execute(sql, params).fetchall()
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
             self._readers.conn = conn

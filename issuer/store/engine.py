@@ -79,7 +79,7 @@ def create_engine(database: str | Path) -> Engine:
         # and a read outside one holds no snapshot. pre_ping: a pooled connection that died
         # with a server restart is replaced before use, not handed to a request.
         return sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True,
-                                        pool_size=2, max_overflow=4,
+                                        pool_size=4, max_overflow=16,
                                         connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
     except (ImportError, NoSuchModuleError):
         raise ConfigError("database is a PostgreSQL URL but the driver is not installed "
@@ -108,10 +108,10 @@ class Connection:
     """One connection of a store, with the DB-API surface the stores use (``execute``,
     ``executemany``, cursors) on either engine, and the write transaction of each."""
 
-    def __init__(self, database: str | Path) -> None:
+    def __init__(self, database: str | Path, engine: Engine | None = None) -> None:
         self.database = database
         self.described = describe(database)
-        self.engine = create_engine(database)
+        self.engine = engine or create_engine(database)
         self.dialect = self.engine.dialect.name  # "sqlite" or "postgresql"
         self.postgresql = self.dialect == "postgresql"
         #: Appended to the SELECT that locks a row for the rest of the transaction.
@@ -161,6 +161,18 @@ class Connection:
             with self._errors():
                 raw.close()
         self.engine.dispose()
+
+    def read_once(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read on a pooled connection of its own, returned to the pool at once: threads
+        that only read never queue behind this connection's write transaction."""
+        other = Connection(self.database, self.engine)
+        try:
+            rows: list[tuple[Any, ...]] = other.execute(sql, params).fetchall()
+            return rows
+        finally:
+            raw, other._raw = other._raw, None
+            if raw is not None:
+                raw.close()
 
     @property
     def in_transaction(self) -> bool:

@@ -45,9 +45,9 @@ class Served:
         return str(json.loads(out.stdout)["token"])
 
 
-def start(home: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start(home: Path, env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([installed_issuer(), "serve", "--config", str(home / "issuer.toml"),
-                                "--host", "127.0.0.1", "--port", str(port)],
+                                "--host", "127.0.0.1", "--port", str(port), *args],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

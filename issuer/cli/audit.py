@@ -110,8 +110,9 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
             notes.append(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
-    report = verify_log(auth.log, notes)
-    report.statements = auth.audit.check_statement_rows()
+    with auth.audit.snapshot():  # one state, while replicas may keep writing
+        report = verify_log(auth.log, notes)
+        report.statements = auth.audit.check_statement_rows()
     if save_checkpoint is not None:
         atomic_write(save_checkpoint, auth.log.latest()[1].encode("utf-8"))
     if as_json:

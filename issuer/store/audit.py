@@ -303,6 +303,17 @@ class AuditStore:
                 if self.log is not None:
                     self.log.end(committed)
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads on this store's connection that all see one state of the database, however
+        many commits other processes make meanwhile (``audit verify`` beside live replicas)."""
+        with self.lock:
+            self.conn.begin_read()
+            try:
+                yield
+            finally:
+                self.conn.rollback()
+
     def _lock_sequencer(self) -> int:
         """Lock the sequencer row (PostgreSQL: until the transaction ends, so the writers of
         every replica take turns) and return the next event index, after checking that the

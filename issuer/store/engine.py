@@ -226,6 +226,11 @@ class Connection:
         """Start a write transaction; on SQLite it holds the database's write lock already."""
         self.execute("BEGIN" if self.postgresql else "BEGIN IMMEDIATE")
 
+    def begin_read(self) -> None:
+        """Start a read-only transaction that sees one snapshot of the database."""
+        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if self.postgresql
+                     else "BEGIN DEFERRED")
+
     def commit(self) -> None:
         self.execute("COMMIT")
 

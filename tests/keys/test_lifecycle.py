@@ -158,6 +158,26 @@ def test_scheduled_rotation_never_skips_pre_publication(home: Path) -> None:
     assert auth.keys.maintain()[0].startswith("rotated")
 
 
+def test_a_scheduled_rotation_is_done_once_across_replicas(home: Path) -> None:
+    """Replica B found the rotation due, then stalled; replica A rotated meanwhile. Under the
+    write lock B sees the due time has moved and does not rotate a second time."""
+    configure(home, rotation_period='"30d"')
+    clock = FixedClock(START)
+    a, b = authority(home, clock), authority(home, clock)
+    clock.advance(30 * DAY + 301)
+    stale_due = b.keys.rotation_due_at()
+    assert stale_due is not None and clock.now() >= stale_due
+    assert a.keys.maintain()[0].startswith("rotated")
+    active = a.keys.by_state("active")[0].kid
+    clock.advance(301)  # A's new next key is now eligible too: only the due time tells
+    assert b.keys._rotate(actor="b", channel="scheduler", force=False, wait=False,
+                          due=stale_due) is None
+    assert b.keys.by_state("active")[0].kid == active
+    assert len(b.audit.events(type_prefix="key.activated")) == 1  # A's rotation alone
+    a.close()
+    b.close()
+
+
 def test_max_age_is_cut_short_before_known_changes(home: Path) -> None:
     configure(home, rotation_period='"30d"')
     lifetimes(home)

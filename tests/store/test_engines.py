@@ -121,3 +121,18 @@ def test_an_unreachable_database_is_one_line_without_the_password(
     result = cli("audit", "list", env={"ISSUER_DATABASE": missing})
     assert_one_line_error(result, 1, "no_such_db", "does not exist")
     assert "s3cret-pw" not in result.stderr
+
+
+def test_a_snapshot_sees_one_state_while_another_replica_writes(engine_home: Path) -> None:
+    reader, writer = replica(engine_home), replica(engine_home)
+    writer.mint(REQUEST, principal="ci", channel="cli")
+    with reader.audit.snapshot():
+        before = reader.audit.count_statements()
+        size = len(reader.audit.entries(0, 1 << 30))
+        writer.mint(REQUEST, principal="ci", channel="cli")
+        assert reader.audit.count_statements() == before
+        assert len(reader.audit.entries(0, 1 << 30)) == size
+        assert verify_log(reader.log).entries == size
+    assert reader.audit.count_statements() == before + 1
+    reader.close()
+    writer.close()

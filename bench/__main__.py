@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import bench_http, bench_log, bench_mint, bench_scale, bench_verify
+from . import bench_http, bench_log, bench_mint, bench_replicas, bench_scale, bench_verify
 from .common import machine, print_table
 
 
@@ -18,6 +18,7 @@ def main() -> int:
     started = time.perf_counter()
     rows = []
     for name, case in (("batch mint", bench_mint), ("HTTP mint and JWKS", bench_http),
+                       ("HTTP mint on replicas", bench_replicas),
                        ("verify", bench_verify), ("log append", bench_log),
                        ("scale", bench_scale)):
         began = time.perf_counter()

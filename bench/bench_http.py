@@ -62,8 +62,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url: str, script: Path | None = None) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency", url]
+def wrk(url: str, script: Path | None = None, connections: int = CONNECTIONS) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency", url]
     if script is not None:
         cmd[1:1] = ["-s", str(script)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -35,7 +35,9 @@ def _free_port() -> int:
 class PostgresCluster:
     """``start`` / ``stop`` / ``restart`` a cluster; ``database()`` makes a fresh database."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        #: Tests run without fsync (a clean stop loses nothing); benchmarks with it.
+        self.durable = durable
         bindir = _bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (make test installs it: "
@@ -60,7 +62,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=200")
+                   f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")
 

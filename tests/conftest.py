@@ -133,14 +133,19 @@ def postgres() -> Iterator[Any]:
     cluster.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """An initialised issuer home on each storage engine: a SQLite file, or a fresh database
-    of the session's PostgreSQL cluster."""
+def home_on(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """An initialised issuer home on a storage engine: a SQLite file, or a fresh database of
+    the session's PostgreSQL cluster."""
     database = "issuer.db"
-    if request.param == "postgresql":
+    if engine == "postgresql":
         database = request.getfixturevalue("postgres").database()
     directory = tmp_path / "issuer"
     init_issuer(directory, issuer="https://issuer.example.com", alg="ES256",
                 actor="tester", env={}, clock=FixedClock(START), database=database).close()
     return directory
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """An initialised issuer home on each storage engine (one test per engine)."""
+    return home_on(request.param, request, tmp_path)

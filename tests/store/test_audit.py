@@ -52,6 +52,7 @@ def test_events_are_gapless_and_in_order(auth: Authority) -> None:
                                         "statement.issued"]
 
 
+@pytest.mark.sqlite_only
 def test_database_is_wal_and_durable(auth: Authority) -> None:
     conn = auth.audit.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -84,6 +85,7 @@ def test_unknown_statement(auth: Authority) -> None:
         auth.audit.statement("ab" * 32)
 
 
+@pytest.mark.sqlite_only
 def test_unusable_database_is_a_clear_error(home: Path) -> None:
     (home / "issuer.db").unlink()
     for suffix in ("-wal", "-shm"):
@@ -119,6 +121,7 @@ def test_audit_cli(cli: Cli) -> None:
                for e in events)
 
 
+@pytest.mark.sqlite_only
 def test_export_and_records_carry_no_private_key(cli: Cli, home: Path) -> None:
     cli("mint", "desktop-agent", "--set", "software_version=1")
     dump = "\n".join(sqlite3.connect(home / "issuer.db").iterdump())

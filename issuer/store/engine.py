@@ -232,7 +232,12 @@ class Connection:
                      else "BEGIN DEFERRED")
 
     def commit(self) -> None:
-        self.execute("COMMIT")
+        cursor = self.execute("COMMIT")
+        # PostgreSQL answers COMMIT of a transaction in which a statement failed with ROLLBACK,
+        # not an error: nothing of it may be reported as recorded.
+        if self.postgresql and cursor.statusmessage != "COMMIT":
+            raise AuditUnavailable(f"audit store {self.described}: the transaction was rolled "
+                                   f"back ({cursor.statusmessage})")
 
     def rollback(self) -> None:
         """Roll back the open transaction, if the connection still has one."""

@@ -14,7 +14,7 @@ from issuer.core.errors import AuditUnavailable
 from issuer.core.statements import MintRequest
 from issuer.log.tlog import verify_log
 from issuer.store.audit import MIGRATIONS
-from tests.conftest import START, Cli, assert_one_line_error
+from tests.conftest import START, Cli, assert_one_line_error, home_on
 
 REQUEST = MintRequest("desktop-agent", {"software_version": "1.0"})
 
@@ -136,3 +136,20 @@ def test_a_snapshot_sees_one_state_while_another_replica_writes(engine_home: Pat
     assert reader.audit.count_statements() == before + 1
     reader.close()
     writer.close()
+
+
+def test_a_transaction_with_a_failed_statement_is_not_reported_committed(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Even if a caller swallowed the error of one statement, COMMIT must not pass for a
+    transaction PostgreSQL rolled back (it answers such a COMMIT with ROLLBACK, no error)."""
+    auth = replica(home_on("postgresql", request, tmp_path))
+    conn = auth.audit.conn
+    with pytest.raises(AuditUnavailable, match="rolled back"):
+        with auth.audit.transaction():
+            conn.execute("INSERT INTO rate_limits (key, tat_ms) VALUES ('k', 1)")
+            try:
+                conn.execute("INSERT INTO log_sequencer (id, next_idx) VALUES (0, 0)")
+            except AuditUnavailable:
+                pass  # the swallowed error
+    assert conn.execute("SELECT COUNT(*) FROM rate_limits").fetchone()[0] == 0
+    auth.close()

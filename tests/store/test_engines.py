@@ -153,3 +153,15 @@ def test_a_transaction_with_a_failed_statement_is_not_reported_committed(
                 pass  # the swallowed error
     assert conn.execute("SELECT COUNT(*) FROM rate_limits").fetchone()[0] == 0
     auth.close()
+
+
+def test_init_refuses_a_database_that_holds_an_issuer(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    home = home_on("postgresql", request, tmp_path)
+    url = str(replica(home).config.database)
+    from click.testing import CliRunner
+
+    runner = Cli(tmp_path / "second", CliRunner())
+    result = runner("init", "--dir", str(tmp_path / "second"), "--database", url, config=False)
+    assert_one_line_error(result, 1, "already holds an issuer's records")
+    assert not (tmp_path / "second" / "issuer.toml").exists()  # nothing half-made

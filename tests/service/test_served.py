@@ -167,7 +167,9 @@ def test_sigkill_under_load_loses_no_returned_statement(served: Served) -> None:
     threads = [threading.Thread(target=client) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60  # kill it mid-load: once the load is going
+    while len(returned) <= 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
     served.process.send_signal(signal.SIGKILL)
     served.process.wait(timeout=10)
     stop.set()

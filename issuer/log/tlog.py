@@ -192,12 +192,21 @@ class TransparencyLog:
         if self._peaks_size == size:
             return
         self.store.peaks.clear()
-        start = 0
+        keys, start = [], 0
         for level in range(size.bit_length() - 1, -1, -1):
             if size >> level & 1:
-                key = (level, start >> level)
-                self.store.peaks[key] = self.store.get_node(*key)
+                keys.append((level, start >> level))
                 start += 1 << level
+        # One query, not one per peak: with several replicas the tree grows between one
+        # replica's transactions, so each of them reloads its right edge.
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(keys))
+        found = {(int(r[0]), int(r[1])): bytes(r[2]) for r in self.conn.execute(
+            f"SELECT level, idx, hash FROM log_nodes WHERE {where}",
+            [v for key in keys for v in key]).fetchall()} if keys else {}
+        for key in keys:
+            if key not in found:
+                raise KeyError(key)
+            self.store.peaks[key] = found[key]
         self._peaks_size = size
 
     @property

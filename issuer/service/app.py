@@ -331,14 +331,16 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
 
     async def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
                      ) -> ApiToken:
-        # On the event loop: one indexed read on this thread's read-only connection, which
-        # never waits for the writer, beats a hop to a worker thread.
+        # One process on SQLite: on the event loop, one indexed read on this thread's read-only
+        # connection, which never waits for the writer, beats a hop to a worker thread.
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise MissingToken("missing bearer token (Authorization: Bearer ssi_...)")
-        token = authority.tokens.authenticate(credentials.credentials)
         if limiter.shared is None:
+            token = authority.tokens.authenticate(credentials.credentials)
             limiter.check(token.name, token.limit(config.service.rate_limit))
-        else:  # a database write: off the event loop
+        else:  # a database server: its round trips off the event loop
+            token = await run_in_threadpool(authority.tokens.authenticate,
+                                            credentials.credentials)
             await run_in_threadpool(limiter.check, token.name,
                                     token.limit(config.service.rate_limit))
         return token

@@ -68,7 +68,7 @@ class CimdClient(ClientMixin):  # type: ignore[misc]
         return False  # a published document never carries a secret
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == "none" == self.metadata.get("token_endpoint_auth_method", "none")
+        return bool(method == "none" == self.metadata.get("token_endpoint_auth_method", "none"))
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type in self.metadata.get("response_types", ["code"])

@@ -182,6 +182,9 @@ class ClientIdResolver:
     timeout: float = FETCH_TIMEOUT
     default_max_age: int = DEFAULT_MAX_AGE
     max_age_cap: int = MAX_AGE_CAP
+    #: At most this many resolved clients are cached: anyone can make a server resolve
+    #: client ids, so the cache must not grow with them.
+    max_entries: int = 10_000
     clock: Clock = field(default_factory=SystemClock)
     resolve_host: ResolveHost = resolve_host
     get: HttpGet | None = None
@@ -204,6 +207,10 @@ class ClientIdResolver:
         else:
             resolved = self._fetch_and_check(client_id, now)
         with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache = {k: v for k, v in self._cache.items() if now < v.expires}
+                while len(self._cache) >= self.max_entries:  # the oldest entries go first
+                    del self._cache[next(iter(self._cache))]
             self._cache[client_id] = resolved
         return resolved
 

@@ -12,7 +12,14 @@ import pytest
 
 from issuer.core import metadata
 from issuer.core.authority import Authority
-from issuer.core.cimd import CHANNEL, DOCUMENT_BUDGET, HOSTED_PRINCIPAL, HostedDocuments
+from issuer.core.cimd import (
+    CHANNEL,
+    DOCUMENT_BUDGET,
+    HOSTED_PRINCIPAL,
+    HostedDocuments,
+    export_document,
+    size_bound,
+)
 from issuer.core.clock import FixedClock
 from issuer.core.errors import InvalidClientMetadata, NotFound, TemplateError
 from tests.conftest import START, Cli, assert_one_line_error, write_template
@@ -145,6 +152,19 @@ def test_export_refuses_before_minting(cli: Cli, home: Path, auth: Authority) ->
     assert_one_line_error(cli("cimd", "export", "desktop-agent", "--client-id", CLIENT_ID), 1,
                           "required claim(s) missing: software_version")
     assert count(auth) == before  # not one statement recorded for a refused document
+
+
+@pytest.mark.parametrize("generate", [(), ("--alg", "PS256", "--rsa-bits", "4096")])
+def test_the_size_bound_holds_for_real_signatures(cli: Cli, home: Path,
+                                                  generate: tuple[str, ...]) -> None:
+    if generate:
+        assert cli("keys", "generate", *generate, "--activate").exit_code == 0
+    auth = Authority.from_config(home / "issuer.toml", env={})
+    values = {"software_version": "1.0.0-rc.1+build.20261127"}
+    body = export_document(auth, "mcp-connector", CLIENT_ID, values, principal="t")
+    claims = {**auth.templates.load("mcp-connector").claims, **values}
+    assert len(body) <= size_bound(CLIENT_ID, claims, auth.config.issuer)
+    auth.close()
 
 
 def hosted_setup(home: Path, clock: FixedClock) -> tuple[Authority, HostedDocuments]:

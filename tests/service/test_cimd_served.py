@@ -59,10 +59,10 @@ class Hosting:
     def client_id(self) -> str:
         return f"{self.url}/clients/hosted-agent"
 
-    def resolver(self, **options: bool) -> ClientIdResolver:
+    def resolver(self, unsafe_allow_loopback: bool = False) -> ClientIdResolver:
         verifier = StatementVerifier(trusted=[TrustedIssuer(
             issuer=self.url, jwks_uri=f"{self.url}/.well-known/jwks.json")])
-        return ClientIdResolver(verifier, **options)
+        return ClientIdResolver(verifier, unsafe_allow_loopback=unsafe_allow_loopback)
 
     def issuer(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([installed_issuer(), *args, "--config", str(self.home / "issuer.toml")],

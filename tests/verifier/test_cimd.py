@@ -291,3 +291,15 @@ def test_a_statement_naming_a_shared_secret_method_is_refused(server: DocumentSe
                                                      statement_of(issuer_auth, "secret")))
     with pytest.raises(InvalidClientMetadata, match="with its statement's values.*shared secret"):
         resolver(issuer_auth).resolve(url)
+
+
+def test_the_cache_is_bounded(server: DocumentServer, issuer_auth: Authority) -> None:
+    checker = resolver(issuer_auth, max_entries=2)
+    urls = [good(server, issuer_auth, path=f"/c{i}.json") for i in range(3)]
+    for url in urls:
+        checker.resolve(url)
+    checker.resolve(urls[2])
+    checker.resolve(urls[1])
+    assert checker.fetches == 3  # the two newest stayed cached
+    checker.resolve(urls[0])
+    assert checker.fetches == 4  # the oldest had been dropped

@@ -65,9 +65,10 @@ def check(document: Mapping[str, Any], client_id: str, *, size: int | None = Non
     length = len(encode_document(document)) if size is None else size
     if length > limit:
         raise InvalidClientMetadata(
-            f"Client ID Metadata Document: about {length} bytes with its statement, over this "
-            f"issuer's budget of {DOCUMENT_BUDGET} (authorization servers may read only "
-            f"{metadata.CIMD_MAX_BYTES}: {metadata.CIMD} section 6.6); trim the template's claims")
+            f"Client ID Metadata Document: about {length} bytes with its statement, over "
+            f"{limit} (this issuer's budget is {DOCUMENT_BUDGET} bytes, well under the "
+            f"{metadata.CIMD_MAX_BYTES} an authorization server may read: {metadata.CIMD} "
+            "section 6.6); trim the template's claims")
 
 
 def size_bound(client_id: str, claims: Mapping[str, Any], issuer: str) -> int:

@@ -233,3 +233,14 @@ def test_hosted_refuses_templates_without_the_flag(home: Path, clock: FixedClock
         hosted.document("hosted")
     assert count(auth) == 0
     auth.close()
+
+
+def test_verify_client_id_usage_errors(cli: Cli) -> None:
+    assert_one_line_error(cli("verify", "a.b.c", "--reject-disagreement"), 2,
+                          "go with --client-id")
+    assert_one_line_error(cli("verify", "a.b.c", "--client-id", CLIENT_ID), 2,
+                          "either TOKEN or --client-id")
+    assert_one_line_error(cli("verify", "--client-id", "https://agent.example.com"), 1,
+                          "must contain a path component")
+    assert_one_line_error(cli("verify", "--client-id", "http://127.0.0.1:9/c.json"), 1,
+                          "must use the https scheme")

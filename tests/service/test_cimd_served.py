@@ -112,6 +112,9 @@ def test_served_document_never_redirects(hosting: Hosting) -> None:
     assert slash.json()["error"] == "not_found"
     plain = httpx.get(f"{hosting.url}/clients/desktop-agent")
     assert plain.status_code == 404 and "cimd = true" in plain.json()["error_description"]
+    (hosting.home / "templates" / "broken.toml").write_text("cimd = true\n[claims\n")
+    broken = httpx.get(f"{hosting.url}/clients/broken")
+    assert broken.status_code == 409 and broken.json()["error"] == "invalid_template"
 
 
 def test_without_the_development_allowance_loopback_is_refused(hosting: Hosting) -> None:
@@ -143,6 +146,8 @@ def pkce() -> tuple[str, str]:
 def test_authlib_server_accepts_the_cimd_client(hosting: Hosting) -> None:
     server = TestClient(authlib_cimd_server.create_app(
         hosting.resolver(unsafe_allow_loopback=True)), base_url="https://as.example")
+    advertised = server.get("/.well-known/oauth-authorization-server").json()
+    assert advertised["client_id_metadata_document_supported"] is True
     verifier, challenge = pkce()
     query = {"response_type": "code", "client_id": hosting.client_id, "state": "s1",
              "redirect_uri": "https://agent.example.com/callback", "scope": "files.read",

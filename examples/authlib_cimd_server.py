@@ -39,8 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from issuer.core.errors import IssuerError
-from issuer.verifier import StatementVerifier, TrustedIssuer
-from issuer.verifier.cimd import ClientIdResolver
+from issuer.verifier import ClientIdResolver, StatementVerifier, TrustedIssuer
 
 
 @dataclass

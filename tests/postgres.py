@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -100,10 +101,10 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def wait_for(condition: object, timeout: float = 30.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll ``condition()`` until true (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.05)

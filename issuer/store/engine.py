@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.exc import DBAPIError as SqlAlchemyError
 from sqlalchemy.pool import NullPool
 
-from issuer.core.config import is_database_url as is_url
+from issuer.core.config import is_database_url
 from issuer.core.errors import AuditUnavailable, ConfigError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -42,7 +42,7 @@ CONNECT_TIMEOUT_S = 5
 
 def describe(database: str | Path) -> str:
     """The database as messages may name it: a path, or the URL without its password."""
-    if not is_url(database):
+    if not is_database_url(database):
         return str(database)
     try:
         return make_url(str(database)).render_as_string(hide_password=True)
@@ -69,7 +69,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def create_engine(database: str | Path) -> Engine:
     """The SQLAlchemy engine of a configured ``database`` (a SQLite path or a URL)."""
-    if not is_url(database):
+    if not is_database_url(database):
         path = Path(database)
         return sqlalchemy.create_engine("sqlite://", creator=lambda: connect(path),
                                         poolclass=NullPool)
@@ -97,7 +97,7 @@ _PG_TYPES = ((re.compile(r"\bINTEGER\b"), "BIGINT"), (re.compile(r"\bBLOB\b"), "
              (re.compile(r"\)\s*WITHOUT ROWID"), ")"))
 
 
-def first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException) -> str:
     """A driver message on one line (psycopg's span several)."""
     text = str(getattr(exc, "orig", None) or exc)
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or \
@@ -130,7 +130,7 @@ class Connection:
         return self._raw
 
     def _unavailable(self, exc: BaseException) -> AuditUnavailable:
-        return AuditUnavailable(f"audit store {self.described}: {first_line(exc)}")
+        return AuditUnavailable(f"audit store {self.described}: {_first_line(exc)}")
 
     @contextmanager
     def _errors(self, cursor: Any = None) -> Iterator[None]:

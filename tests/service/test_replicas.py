@@ -10,6 +10,7 @@ all processes together."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -212,8 +213,6 @@ def test_serve_with_two_workers_on_sqlite(tmp_path: Path,
     load = Load([url], load_secret, lambda _: processes[0].poll() is None)
     try:
         load.more(30)
-        import os
-
         os.kill(worker_pids(processes[0])[0], signal.SIGKILL)  # one worker dies mid-load
         load.more(30)  # the other (and the one uvicorn starts in its place) carry on
     finally:

@@ -49,7 +49,7 @@ def start(home: Path, env: dict[str, str], port: int, *args: str) -> subprocess.
     process = subprocess.Popen([installed_issuer(), "serve", "--config", str(home / "issuer.toml"),
                                 "--host", "127.0.0.1", "--port", str(port), *args],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a deadline, not a wait: a loaded machine starts slowly
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:

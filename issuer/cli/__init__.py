@@ -16,6 +16,7 @@ from .common import IssuerGroup, config_option
 from .init import init
 from .keys import jwks_command, keys
 from .mint import mint
+from .publishers import publishers
 from .revoke import revoke
 from .serve import serve
 from .templates import templates
@@ -34,7 +35,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, serve):
+                tokens, publishers, serve):
     cli.add_command(command)
 
 

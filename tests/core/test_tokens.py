@@ -25,7 +25,8 @@ def test_create_prints_the_secret_once(cli: Cli, home: Path) -> None:
     assert entry == {"name": "ci-acme", "role": "minter",
                      "templates": ["desktop-agent", "mcp-connector"], "rate_limit": "60/minute",
                      "created_at": entry["created_at"], "created_by": entry["created_by"],
-                     "revoked_at": None}
+                     "revoked_at": None, "expires_at": None, "last_used_at": None,
+                     "rotated_at": None, "publisher": None}
     assert "ci-acme" in cli("tokens", "list").stdout
     dump = "\n".join(sqlite3.connect(home / "issuer.db").iterdump())
     assert secret not in dump and secret.split(".")[1] not in dump

@@ -427,8 +427,12 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
                       "properties": {name: {"type": "string"} for name in (
                           "grant_type", "subject_token", "subject_token_type",
                           "requested_token_type", "scope", "audience", "resource")}}}}}},
-              responses=errors(400, 413, 503))
+              responses=errors(400, 413, 429, 503))
     async def oidc_token(request: Request) -> Response:
+        # No bearer token to count against: the default rate applies per client address, so
+        # nobody can flood the audit record with refused exchanges.
+        limiter.check(f"oidc-exchange:{request.client.host if request.client else '-'}",
+                      config.service.rate_limit)
         form = parse_form(await request.body(), request.headers.get("content-type", ""))
         answer = await run_in_threadpool(authority.exchange, form)
         return JSONResponse(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})

@@ -440,3 +440,19 @@ def test_trusted_publishing_settings(cli: Cli, home: Path) -> None:
     assert (auth.config.exchange_audience, auth.config.exchange_lifetime) == (
         "https://aud.example", 300)
     auth.close()
+
+
+def test_exchanges_are_rate_limited_per_client(home: Path, clock: FixedClock, ci: OidcIssuer,
+                                               gitlab: OidcIssuer) -> None:
+    config = home / "issuer.toml"
+    config.write_text(config.read_text().replace('rate_limit = "600/minute"',
+                                                 'rate_limit = "3/minute"'))
+    pipe = Pipeline(home, clock, ci, gitlab)
+    try:
+        for _ in range(3):
+            refused(pipe.exchange("not.a.jwt"))
+        limited = pipe.exchange(pipe.github_token())
+        assert limited.status_code == 429 and limited.headers["retry-after"]
+        assert len(pipe.events("oidc.refused")) == 3  # the refused flood stops being recorded
+    finally:
+        pipe.auth.close()

@@ -456,3 +456,32 @@ def test_exchanges_are_rate_limited_per_client(home: Path, clock: FixedClock, ci
         assert len(pipe.events("oidc.refused")) == 3  # the refused flood stops being recorded
     finally:
         pipe.auth.close()
+
+
+def test_generic_publisher_with_a_configured_jwks_uri(home: Path, clock: FixedClock,
+                                                      ci: OidcIssuer, gitlab: OidcIssuer) -> None:
+    with oidc_issuer() as other:
+        generic = f'''
+[[trusted_publishers]]
+name = "buildbox"
+issuer = "{other.url}"
+jwks_uri = "{other.url}/jwks"
+templates = ["workflow-runner"]
+[trusted_publishers.claims]
+sub = "pipeline:acme/*:ref:refs/tags/*"
+'''
+        pipe = Pipeline(home, clock, ci, gitlab, extra=generic)
+        try:
+            assert pipe.auth.publishers[-1].kind.name == "generic"
+            good = {"iss": other.url, "aud": "https://issuer.example.com", "iat": START,
+                    "exp": START + 300, "jti": "j-1", "sub": "pipeline:acme/runner:ref:refs/tags/v3"}
+            bearer = pipe.minter(other.sign(good))
+            assert other.discovery_fetches == 0 and other.jwks_fetches == 1
+            minted = pipe.mint(bearer, template="workflow-runner")
+            assert minted.status_code == 201, minted.text
+            provenance = pipe.auth.verify(minted.json()["software_statement"]).claims["provenance"]
+            assert provenance == {"publisher": "buildbox", "issuer": other.url}
+            bad = {**good, "jti": "j-2", "sub": "pipeline:evil/runner:ref:refs/tags/v3"}
+            assert "claim 'sub'" in refused(pipe.exchange(other.sign(bad)))
+        finally:
+            pipe.auth.close()

@@ -97,8 +97,9 @@ def _gitlab_config(publisher: Publisher, claims: Mapping[str, Any]) -> str | Non
     if publisher.allow_reusable_workflows:
         return None
     uri, project = str(claims.get("ci_config_ref_uri", "")), str(claims.get("project_path", ""))
-    host_and_path = uri.split("//", 1)[0]
-    if not host_and_path.lower().endswith("/" + project.lower()):
+    # <host>/<project path>//<file>@<ref>: the path between host and "//" is the project's.
+    config_project = uri.split("//", 1)[0].partition("/")[2]
+    if config_project.lower() != project.lower():
         return (f"the pipeline's CI configuration {uri!r} is not in project {project!r}; this "
                 "publisher does not allow a configuration from another project "
                 "(allow_reusable_workflows = true)")

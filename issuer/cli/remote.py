@@ -17,10 +17,11 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from issuer.core.errors import InvalidRequest, IssuerError, UsageError
+from issuer.core.errors import IssuerError, UsageError
 from issuer.core.metadata import is_loopback_host
 from issuer.core.publishers import GRANT_TYPE, ID_TOKEN_TYPE
 from issuer.core.statements import MintRequest
@@ -185,9 +186,9 @@ class RemoteIssuer:
 
 def read_token_file(path: str) -> str:
     try:
-        text = open(path, encoding="utf-8").read().strip()  # noqa: SIM115
+        text = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--token-file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not text:
-        raise InvalidRequest(f"--token-file {path} is empty")
+        raise UsageError(f"--token-file {path} is empty")
     return text

@@ -24,7 +24,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -335,17 +335,6 @@ class Match:
     def repository(self) -> str | None:
         claim = self.publisher.kind.repository_claim
         return _text(self.token.claims.get(claim)) if claim else None
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """What ``issuer publishers check`` prints: per publisher, matched or why not."""
-
-    claims: dict[str, Any]
-    verified: bool
-    error: str | None
-    results: list[tuple[str, str | None]] = field(default_factory=list)
-    chosen: str | None = None
 
 
 def unverified_claims(token: str) -> dict[str, Any]:

@@ -23,16 +23,20 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = str(Path(installed_issuer()).parent)
 
 
-@pytest.fixture
+# One CI issuer pair and one served issuer for the whole module: each test uses its own run
+# ids, token names and templates, and starting `issuer serve` is the slow part.
+@pytest.fixture(scope="module")
 def ci() -> Iterator[tuple[OidcIssuer, OidcIssuer]]:
     with oidc_issuer() as github, oidc_issuer() as gitlab:
         yield github, gitlab
 
 
-@pytest.fixture
-def served_pipeline(tmp_path: Path, ci: tuple[OidcIssuer, OidcIssuer]) -> Iterator[Served]:
+@pytest.fixture(scope="module")
+def served_pipeline(tmp_path_factory: pytest.TempPathFactory,
+                    ci: tuple[OidcIssuer, OidcIssuer]) -> Iterator[Served]:
     github, gitlab = ci
-    home, env = new_home(tmp_path, "https://issuer.example.com", rate_limit='"unlimited"')
+    home, env = new_home(tmp_path_factory.mktemp("served"), "https://issuer.example.com",
+                         rate_limit='"unlimited"')
     config = home / "issuer.toml"
     config.write_text(config.read_text() + publishers_toml(github.url, gitlab.url))
     port = free_port()
@@ -138,15 +142,18 @@ def test_the_github_action_fails_cleanly(served_pipeline: Served,
     env = github_env(served_pipeline, github, tmp_path, run_id="1")
     # A workflow from a branch push: the publisher only trusts tags.
     github.actions_claims = {"ref": "refs/heads/main"}
-    result, outputs = run_action({"issuer-url": served_pipeline.url, "template": "mcp-connector",
-                                  "set": "software_version=1.4.2", "install": "false"},
-                                 env, tmp_path)
+    try:
+        result, outputs = run_action({"issuer-url": served_pipeline.url,
+                                      "template": "mcp-connector",
+                                      "set": "software_version=1.4.2", "install": "false"},
+                                     env, tmp_path)
+    finally:
+        github.actions_claims = {}
     assert result.returncode == 1 and outputs == {}
     assert "issuer: error:" in result.stderr and "claim 'ref'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "software-statement.jwt").exists()
     # No id-token permission: the runner sets no request URL.
-    github.actions_claims = {}
     bare = {k: v for k, v in env.items() if not k.startswith("ACTIONS_ID_TOKEN")}
     result, _ = run_action({"issuer-url": served_pipeline.url, "template": "mcp-connector",
                             "set": "software_version=1.4.2", "install": "false"}, bare, tmp_path)

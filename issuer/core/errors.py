@@ -185,3 +185,11 @@ class UpstreamUnavailable(IssuerError):
 
     error = "temporarily_unavailable"
     status = 503
+
+
+class InvalidClientId(IssuerError):
+    """A client identifier URL can't be resolved to a usable Client ID Metadata Document
+    (draft-ietf-oauth-client-id-metadata-document section 4.3: the request is aborted)."""
+
+    error = "invalid_client"
+    status = 400

@@ -27,8 +27,8 @@ import hmac
 import json
 import re
 import secrets
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from issuer.core.clock import rfc3339

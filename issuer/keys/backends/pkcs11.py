@@ -45,6 +45,39 @@ _KEY_TYPES = {"ES256": (KeyType.EC, "1.2.840.10045.3.1.7"),
 _CURVES = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1()}
 
 
+#: One loaded module per path, shared by the backends of this process (PKCS#11 allows one
+#: C_Initialize per process), finalized when the last one closes.
+_MODULES: dict[str, tuple[Any, int]] = {}
+_MODULES_LOCK = threading.Lock()
+
+
+def _load_module(path: str) -> Any:
+    with _MODULES_LOCK:
+        module, users = _MODULES.get(path, (None, 0))
+        if module is None:
+            try:
+                module = pkcs11.lib(path)
+            except (RuntimeError, OSError) as exc:
+                raise KeystoreError(f"pkcs11: cannot load the module {path}: {exc}") from None
+        _MODULES[path] = (module, users + 1)
+        return module
+
+
+def _unload_module(path: str) -> None:
+    with _MODULES_LOCK:
+        module, users = _MODULES.get(path, (None, 0))
+        if module is None:
+            return
+        if users > 1:
+            _MODULES[path] = (module, users - 1)
+            return
+        del _MODULES[path]
+        try:
+            module.finalize()
+        except PKCS11Error:
+            pass  # already finalized
+
+
 def _octets(der: bytes) -> bytes:
     """The content of a DER OCTET STRING (``CKA_EC_POINT`` wraps the point in one)."""
     if len(der) < 2 or der[0] != 0x04:
@@ -129,14 +162,14 @@ class Pkcs11Backend(KeyBackend):
     def session(self) -> Any:
         if self._session is None:
             pin = self._pin()
-            with self.errors("open the token"):
-                try:
-                    lib = pkcs11.lib(str(self.module_path))
-                except (RuntimeError, OSError) as exc:
-                    raise KeystoreError(f"pkcs11: cannot load the module {self.module_path}: "
-                                        f"{exc}") from None
-                token = lib.get_token(token_label=self.token)
-                self._session = token.open(user_pin=pin, rw=True)
+            lib = _load_module(str(self.module_path))
+            try:
+                with self.errors("open the token"):
+                    token = lib.get_token(token_label=self.token)
+                    self._session = token.open(user_pin=pin, rw=True)
+            except BaseException:
+                _unload_module(str(self.module_path))
+                raise
         return self._session
 
     def ready(self) -> None:
@@ -202,6 +235,7 @@ class Pkcs11Backend(KeyBackend):
                     pass  # closing a session the token already dropped
                 self._session = None
                 self._keys.clear()
+                _unload_module(str(self.module_path))
 
 
 class _Errors:

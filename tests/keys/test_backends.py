@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
 import pytest
-from fastapi.testclient import TestClient
 from jwt.algorithms import OKPAlgorithm
 
 from issuer.core.authority import Authority, init_issuer
@@ -24,6 +24,10 @@ from issuer.keys.backends.jws import PUBLIC_MEMBERS
 from issuer.service.app import create_app
 from tests.conftest import START
 from tests.keys.backends import kms_uri, moto_kms, softhsm_token
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 __all__ = ["moto_kms"]  # a fixture, used by name
 
@@ -204,3 +208,179 @@ def test_signatures_are_in_jws_form(authority: Authority) -> None:
         authority.keys.generate(alg, activate=True, actor="t", channel="cli")
         signature = b64url_decode(mint(authority).rsplit(".", 1)[1])
         assert len(signature) == size
+
+
+# --- PKCS#11: the command line and the served issuer over a real SoftHSM2 token ------------------
+
+
+def test_pkcs11_issuer_end_to_end_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`issuer init --key-backend pkcs11:...`, then a real `issuer serve`: mint, verify with PyJWT
+    from the served JWKS, rotate (pre-publication respected), revoke, historical keys; the token
+    holds every key, as `pkcs11-tool --list-objects` shows."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.conftest import installed_issuer
+    from tests.service.test_served import clean_env, free_port, start
+
+    uri = softhsm_token(tmp_path, monkeypatch)
+    env = clean_env()
+    home = tmp_path / "issuer"
+
+    def issuer(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        config = ["--config", str(home / "issuer.toml")] if args[0] != "init" else []
+        return subprocess.run([installed_issuer(), *args, *config], env=env, text=True,
+                              capture_output=True, timeout=60, input=stdin)
+
+    init = issuer("init", "--dir", str(home), "--issuer", ISS, "--key-backend", uri)
+    assert init.returncode == 0, init.stderr
+    assert "pkcs11 token 'issuer'" in init.stdout
+    config = home / "issuer.toml"
+    config.write_text(config.read_text().replace("jwks_max_age = 300", "jwks_max_age = 1"))
+    keys = json.loads(issuer("keys", "list", "--json").stdout)
+    listed = subprocess.run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so",
+                             "--token-label", "issuer", "--login", "--pin", "246813579",
+                             "--list-objects"], env=env, text=True, capture_output=True,
+                            check=True).stdout
+    for key in keys:  # a private and a public object per key, labelled with its kid
+        assert listed.count(f'label:      {key["kid"]}') == 2, listed
+    assert listed.count("Private Key Object") == len(keys) == 2
+    assert {p.name for p in (home / "keys").glob("*.pem")} == {"log.pem"}
+
+    port = free_port()
+    process = start(home, env, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        minted = issuer("mint", "mcp-connector", "--set", "software_version=3.1", "--json")
+        assert minted.returncode == 0, minted.stderr
+        token = json.loads(minted.stdout)["software_statement"]
+        assert pyjwt_verify(token, httpx.get(f"{url}/.well-known/jwks.json").json())[
+            "software_version"] == "3.1"
+        first = keys[0]["kid"]
+        rotated = issuer("keys", "rotate", "--wait", "--json")
+        assert rotated.returncode == 0, rotated.stderr
+        assert json.loads(rotated.stdout)["active"] == keys[1]["kid"]
+        minted = issuer("mint", "mcp-connector", "--set", "software_version=3.2")
+        jwks = httpx.get(f"{url}/.well-known/jwks.json").json()
+        assert pyjwt_verify(minted.stdout.strip(), jwks)["software_version"] == "3.2"
+        revoked = issuer("keys", "revoke", first, "--reason", "compromised")
+        assert revoked.returncode == 0, revoked.stderr
+        deadline = time.monotonic() + 10
+        while first in {k["kid"] for k in httpx.get(f"{url}/.well-known/jwks.json").json()[
+                "keys"]}:  # the service rechecks the keyring every second
+            assert time.monotonic() < deadline, "revoked key still served"
+            time.sleep(0.1)
+        jwks = httpx.get(f"{url}/.well-known/jwks.json").json()
+        history = pyjwt_verify(httpx.get(f"{url}/.well-known/historical-keys").text, jwks)
+        assert {k["kid"]: k.get("revoked", {}).get("reason") for k in history["keys"]}[
+            first] == "compromised"
+        refused = issuer("verify", "-", "--jwks", f"{url}/.well-known/jwks.json", stdin=token)
+        assert refused.returncode == 1 and "key" in refused.stderr, refused.stderr
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert issuer("audit", "verify").returncode == 0
+
+
+def test_pkcs11_private_keys_are_sensitive_and_never_extractable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+    from pkcs11.exceptions import AttributeSensitive
+
+    uri = softhsm_token(tmp_path, monkeypatch)
+    home = tmp_path / "issuer"
+    init_issuer(home, issuer=ISS, alg="Ed25519", actor="t", env={}, key_backend=uri).close()
+    lib = pkcs11.lib("/usr/lib/softhsm/libsofthsm2.so")
+    try:
+        with lib.get_token(token_label="issuer").open(user_pin="246813579") as session:
+            privates = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+            assert len(privates) == 2
+            for key in privates:
+                assert key[Attribute.SENSITIVE] and not key[Attribute.EXTRACTABLE]
+                with pytest.raises(AttributeSensitive):
+                    key[Attribute.VALUE]
+    finally:
+        lib.finalize()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("pin", "wrong PIN in the pin-source file"),
+    ("token", "no token labelled 'elsewhere'"),
+    ("module", "cannot load the module"),
+    ("pin-mode", "lets group or others read it"),
+])
+def test_pkcs11_unusable_token_is_a_one_line_error(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    change: str, message: str) -> None:
+    from click.testing import CliRunner
+
+    from issuer.cli import cli
+
+    uri = softhsm_token(tmp_path, monkeypatch)
+    pin = tmp_path / "softhsm" / "pin"
+    if change == "pin":
+        pin.write_text("999999")
+    elif change == "token":
+        uri = uri.replace("token=issuer", "token=elsewhere")
+    elif change == "module":
+        uri = uri.replace("libsofthsm2.so", "missing.so")
+    else:
+        pin.chmod(0o644)
+    result = CliRunner().invoke(cli, ["init", "--dir", str(tmp_path / "issuer"),
+                                      "--key-backend", uri])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "issuer" / "issuer.toml").exists()
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("pkcs11:token=a?module-path=/m.so", "pin-source is required"),
+    ("pkcs11:token=a?module-path=/m.so&pin-value=1234", "unknown attribute(s) pin-value"),
+    ("pkcs11:token=a?module-path=/m.so&pin-source=env:PIN", "pin-source must be file:"),
+    ("awskms:profile=x", "region is required"),
+    ("gcpkms:projects/p", "unknown scheme 'gcpkms'"),
+    ("file:x", "takes no attributes"),
+])
+def test_malformed_key_uris_are_config_errors(tmp_path: Path, uri: str, message: str) -> None:
+    from click.testing import CliRunner
+
+    from issuer.cli import cli
+
+    result = CliRunner().invoke(cli, ["init", "--dir", str(tmp_path / "i"), "--key-backend", uri])
+    assert result.exit_code in (1, 2) and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_backend_library_that_is_not_installed_says_which_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from issuer.core.errors import ConfigError
+    from issuer.keys.backends import open_backend
+
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    monkeypatch.delitem(sys.modules, "issuer.keys.backends.awskms", raising=False)
+    with pytest.raises(ConfigError, match=r"software-statement-issuer\[awskms\]"):
+        open_backend("awskms:region=us-east-1", keys_dir=tmp_path, base=tmp_path, env={})
+
+
+def test_awskms_keys_are_tagged_with_their_kid(tmp_path: Path, moto_kms: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    uri = kms_uri(moto_kms, monkeypatch)
+    auth = init_issuer(tmp_path / "issuer", issuer=ISS, alg="ES384", actor="t", env={},
+                       key_backend=uri)
+    try:
+        client = boto3.client("kms", endpoint_url=moto_kms, region_name="us-east-1")
+        for key in auth.keystore.keys():
+            assert key.key_ref and key.key_ref.startswith("arn:aws:kms:us-east-1:")
+            tags = client.list_resource_tags(KeyId=key.key_ref)["Tags"]
+            assert {"TagKey": "kid", "TagValue": key.kid} in tags
+            assert client.describe_key(KeyId=key.key_ref)["KeyMetadata"]["KeySpec"] == \
+                "ECC_NIST_P384"
+    finally:
+        auth.close()

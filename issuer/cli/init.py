@@ -38,9 +38,9 @@ def init(issuer_url: str, alg: str, directory: Path, key_backend: str) -> None:
         click.echo(f"  templates: {', '.join(auth.templates.names())}")
         click.echo(f"  database:  {auth.config.database}")
         if auth.keystore.files.passphrase.configured() is None:
-            where = ("the private keys" if key_backend == "file" else "the log key")
-            click.echo(f"warning: {where} in {auth.config.keys_dir} are NOT encrypted: set "
-                       "ISSUER_KEY_PASSPHRASE_FILE (or ISSUER_KEY_PASSPHRASE) and run "
-                       "`issuer keys passphrase` to encrypt them", err=True)
+            what = "the private key files" if key_backend == "file" else "the log's key file"
+            click.echo(f"warning: {what} in {auth.config.keys_dir}: NOT encrypted; "
+                       "encrypt them with `issuer keys passphrase` and set "
+                       "ISSUER_KEY_PASSPHRASE_FILE (or ISSUER_KEY_PASSPHRASE)", err=True)
     finally:
         auth.close()

@@ -280,9 +280,9 @@ class Keystore:
         if cached and cached[0] is key and cached[1].alg == info.alg:
             return cached[1]
         jwk = key.public_jwk()
-        where = f"{self.backend.describe()}: {info.ref}"
         if jwk_thumbprint(jwk) != info.kid:
-            raise KeystoreError(f"key file {where} does not hold the key {info.kid}")
+            raise KeystoreError(f"{info.ref} in {self.backend.describe()} does not hold the "
+                                f"key {info.kid}")
         if not alg_fits(info.alg, jwk):
             raise KeystoreError(f"key {info.kid} can't sign {info.alg}")
         signer = Signer(info.kid, info.alg, key)

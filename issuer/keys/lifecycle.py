@@ -21,6 +21,7 @@ Every transition is an audit event with its time, actor and channel.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -94,21 +95,30 @@ class KeyLifecycle:
 
     # --- the keyring against the logged key events ---------------------------------------
 
+    #: The key events, oldest first (their type range uses the index on ``type``).
+    _KEY_EVENTS = "FROM events WHERE type >= 'key.' AND type < 'key/'"
+
+    def stamp(self) -> tuple[Any, ...]:
+        """Changes whenever the keyring or the committed key events do: what the JWKS depends
+        on (a keyring written before its events commit is seen again once they have). Read on
+        the store's read-only connection, so serving never waits for a writer."""
+        last = self.audit.read(f"SELECT MAX(idx) {self._KEY_EVENTS}")
+        return (self.keystore.stamp(), last[0][0] if last else None)
+
     def logged_keys(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Every key the audit log knows: its state after its last key event, and the public
-        JWK its ``key.generated`` event recorded (cached until either side changes)."""
-        last = self.audit.query("SELECT MAX(idx) AS idx FROM events "
-                                "WHERE type >= 'key.' AND type < 'key/'")
-        stamp = (self.keystore.stamp(), last[0]["idx"] if last else None)
+        """Every key the audit log knows: its state after its last committed key event, and
+        the public JWK its ``key.generated`` event recorded (cached until either changes)."""
+        stamp = self.stamp()
         if self._logged is not None and self._logged[0] == stamp:
             return self._logged[1]
         logged: dict[str, tuple[str, dict[str, Any]]] = {}
-        for event in self.audit.events(type_prefix="key."):
-            kid, state = event.data.get("kid"), event.data.get("state")
+        for kind, text in self.audit.read(f"SELECT type, data {self._KEY_EVENTS} ORDER BY idx"):
+            data = json.loads(text)
+            kid, state = data.get("kid"), data.get("state")
             if not isinstance(kid, str) or not isinstance(state, str):
                 continue
-            if event.type == "key.generated":
-                logged[kid] = (state, public_only(event.data.get("jwk") or {}))
+            if kind == "key.generated":
+                logged[kid] = (state, public_only(data.get("jwk") or {}))
             elif kid in logged:
                 logged[kid] = (state, logged[kid][1])
         self._logged = (stamp, logged)

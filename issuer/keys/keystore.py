@@ -241,9 +241,7 @@ class Keystore:
         if alg not in self.backend.algs:
             raise KeystoreError(f"the {self.backend.scheme} key backend can't make {alg} keys "
                                 f"(it makes {', '.join(self.backend.algs)})")
-        self.check_directory()
-        with self.lock():
-            self.backend.ready()
+        self.ready()
         new = self.backend.generate(alg, rsa_bits=rsa_bits)
         kid = jwk_thumbprint(new.public_jwk)
         info = KeyInfo(kid=kid, alg=alg, state=state, created_at=now,
@@ -255,6 +253,13 @@ class Keystore:
         with self.transaction() as keys:
             keys[:] = [changed.get(k.kid, k) for k in keys] + [info]
         return info
+
+    def ready(self) -> None:
+        """Check, before a change writes anything, that the directory is safe and the backend
+        usable (the passphrase opens the keys there, the token answers, KMS is reachable)."""
+        self.check_directory()
+        with self.lock():
+            self.backend.ready()
 
     def update(self, kid: str, **changes: Any) -> KeyInfo:
         """Change one key's state or timestamps (the caller records the audit event)."""

@@ -348,6 +348,7 @@ class KeyLifecycle:
             raise Conflict(f"key {kid} is the only key that signs; revoking it activates the "
                            "next key at once, before every verifier may have fetched it: use "
                            "--force to do so")
+        self.keystore.ready()  # a new next key may be needed: nothing is written if it can't
         now = self.now()
         with self.audit.transaction():
             revoked = replace(key, state="revoked", revoked_at=now, revocation_reason=reason)

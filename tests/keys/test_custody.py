@@ -206,13 +206,17 @@ def test_a_passphrase_change_cut_short_leaves_all_old_or_all_new(
 # --- keystore state that can't be slipped past -----------------------------------------------
 
 
-def test_generate_with_a_wrong_passphrase_writes_nothing(encrypted: Path) -> None:
+def test_a_wrong_passphrase_writes_nothing(encrypted: Path) -> None:
     before = snapshot(encrypted / "keys")
     events = len(Authority.from_config(encrypted / "issuer.toml", env={}).audit.events())
-    assert_one_line_error(run(encrypted, "keys", "generate",
-                              env={"ISSUER_KEY_PASSPHRASE": "a wrong but long passphrase"}),
-                          1, "wrong ISSUER_KEY_PASSPHRASE")
+    wrong = {"ISSUER_KEY_PASSPHRASE": "a wrong but long passphrase"}
+    assert_one_line_error(run(encrypted, "keys", "generate", env=wrong), 1,
+                          "wrong ISSUER_KEY_PASSPHRASE")
     assert_one_line_error(run(encrypted, "keys", "generate"), 1, "is encrypted")
+    nxt = json.loads(run(encrypted, "keys", "list", "--json").stdout)[1]["kid"]
+    assert_one_line_error(run(encrypted, "keys", "revoke", nxt, "--reason", "superseded",
+                              env=wrong), 1, "wrong ISSUER_KEY_PASSPHRASE")
+    assert_one_line_error(run(encrypted, "keys", "rotate", "--force", env=wrong), 1, "wrong")
     assert snapshot(encrypted / "keys") == before
     auth = Authority.from_config(encrypted / "issuer.toml", env={})
     assert len(auth.audit.events()) == events

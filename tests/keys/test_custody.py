@@ -36,13 +36,20 @@ def snapshot(keys_dir: Path) -> dict[str, bytes]:
             and p.name != ".lock"}
 
 
-@pytest.fixture
-def encrypted(tmp_path: Path) -> Path:
-    """An issuer whose key files are encrypted under GOOD."""
-    home = tmp_path / "issuer"
+@pytest.fixture(scope="module")
+def encrypted_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An issuer whose key files are encrypted under GOOD, made once (scrypt is slow on
+    purpose) and copied for each test."""
+    home = tmp_path_factory.mktemp("encrypted") / "issuer"
     init_issuer(home, issuer="https://issuer.example.com", alg="ES256", actor="t",
                 env={"ISSUER_KEY_PASSPHRASE": GOOD}).close()
     return home
+
+
+@pytest.fixture
+def encrypted(encrypted_template: Path, tmp_path: Path) -> Path:
+    """A copy of the encrypted issuer (modes kept)."""
+    return Path(shutil.copytree(encrypted_template, tmp_path / "issuer"))
 
 
 # --- file keys at rest -------------------------------------------------------------------------
@@ -163,11 +170,11 @@ def test_keys_passphrase_with_a_wrong_passphrase_changes_nothing(encrypted: Path
     assert snapshot(encrypted / "keys") == before
 
 
-@pytest.mark.parametrize("crash_after", [0, 1, 2])
+@pytest.mark.parametrize("crash_after", [0, 1])
 def test_a_passphrase_change_cut_short_leaves_all_old_or_all_new(
         encrypted: Path, monkeypatch: pytest.MonkeyPatch, crash_after: int) -> None:
     """Crash before the commit marker (0: every key still opens with the old passphrase), or
-    after it, between renames (1, 2: the next load finishes, every key opens with the new)."""
+    after it, between renames (1: the next load finishes, every key opens with the new)."""
     store = Keystore(encrypted / "keys", GOOD)
     real_replace = os.replace
     renames: list[str] = []

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from issuer.core.errors import ConfigError
 
@@ -88,8 +89,6 @@ class KeyBackend(ABC):
 def parse_uri(uri: str) -> tuple[str, dict[str, str], dict[str, str]]:
     """``scheme:a=1;b=2?c=3&d=4`` -> scheme, path attributes, query attributes (RFC 7512
     section 2.3 syntax, percent-decoded)."""
-    from urllib.parse import unquote
-
     scheme, _, rest = uri.partition(":")
     path, _, query = rest.partition("?")
 

@@ -20,7 +20,7 @@ from .common import ALG_CHOICES, config_option
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True, help="Issuer home to create.")
 @click.option("--key-backend", default="file", show_default=True, metavar="URI",
-              help="Where private keys live: file, pkcs11:token=...;... or awskms:region=... "
+              help="Where private keys live: file, pkcs11:token=...?... or awskms:region=... "
                    "(see docs/keys.md).")
 def init(issuer_url: str, alg: str, directory: Path, key_backend: str) -> None:
     """Create an issuer: config, first active key, example templates, database.

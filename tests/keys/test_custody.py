@@ -319,3 +319,28 @@ def test_an_unencrypted_key_with_a_passphrase_set_is_refused(home: Path) -> None
     store = Keystore(home / "keys", GOOD)
     with pytest.raises(KeystoreError, match="not encrypted but ISSUER_KEY_PASSPHRASE is set"):
         store.signer()
+
+
+def test_keys_from_before_scrypt_still_open_and_are_rewritten(encrypted: Path,
+                                                              tmp_path: Path) -> None:
+    """Key files written with cryptography's BestAvailableEncryption (PBKDF2, 2,048 rounds)
+    keep working, and `issuer keys passphrase` moves them to scrypt."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = encrypted / "keys"
+    for pem in keys.glob("*.pem"):
+        private = serialization.load_pem_private_key(pem.read_bytes(), GOOD.encode())
+        pem.write_bytes(private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(GOOD.encode())))
+    env = {"ISSUER_KEY_PASSPHRASE": GOOD}
+    assert run(encrypted, "mint", "mcp-connector", "--set", "software_version=1",
+               env=env).exit_code == 0
+    new = tmp_path / "new"
+    new.write_text(OTHER)
+    assert run(encrypted, "keys", "passphrase", "--new-passphrase-file", str(new),
+               env=env).exit_code == 0
+    for pem in keys.glob("*.pem"):
+        parsed = subprocess.run(["openssl", "asn1parse", "-in", str(pem)], capture_output=True,
+                                text=True, check=True).stdout
+        assert ":scrypt" in parsed, pem.name

@@ -41,6 +41,20 @@ def test_records_log_and_revocation_on_each_engine(engine_home: Path) -> None:
     auth.close()
 
 
+def test_the_jwks_follows_key_events_another_replica_commits(engine_home: Path) -> None:
+    """The keyring is checked against the logged key events on either engine: a key another
+    replica generates is served once its event commits, and audit's keyring check agrees."""
+    first, second = replica(engine_home), replica(engine_home)
+    before = first.keys.stamp()
+    assert first.keys.check_keyring() == 2
+    key = second.keys.generate(actor="admin", channel="cli")
+    assert first.keys.stamp() != before
+    assert key.kid in {k["kid"] for k in first.jwks()["keys"]}
+    assert first.keys.check_keyring() == 3  # the new next key; the one it superseded, revoked
+    first.close()
+    second.close()
+
+
 def test_migrations_are_numbered_and_forward_only(engine_home: Path) -> None:
     auth = replica(engine_home)
     conn = auth.audit.conn

@@ -102,6 +102,14 @@ class AuditUnavailable(IssuerError):
     status = 503
 
 
+class UnusableDatabase(IssuerError):
+    """The configured database is missing, empty, damaged or not this issuer's: the issuer
+    refuses to run rather than start a new record beside the lost one."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
 class InvalidSoftwareStatement(IssuerError):
     """A statement failed verification (RFC 7591 section 3.2.2)."""
 

@@ -26,6 +26,7 @@ from issuer.core.config import RateLimit, parse_rate_limit
 from issuer.core.encoding import b64url
 from issuer.core.errors import Conflict, InsufficientScope, InvalidToken, NotFound, UsageError
 from issuer.store.audit import AuditStore
+from issuer.store.integrity import credential_digest
 
 Role = Literal["minter", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("minter", "auditor", "admin")
@@ -111,8 +112,9 @@ class TokenStore:
                 " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, token_id, _hash(secret), role, json.dumps(list(token.templates)),
                  rate_limit, now, actor))
-            self.audit.append_event(time=now, type="token.created", actor=actor, channel=channel,
-                                    subject=name, data=token.public())
+            self.audit.append_event(
+                time=now, type="token.created", actor=actor, channel=channel, subject=name,
+                data={**token.public(), "credential": credential_digest(token_id, _hash(secret))})
         return token, f"{PREFIX}{token_id}.{secret}"
 
     def list(self) -> list[ApiToken]:

@@ -17,7 +17,7 @@ from issuer.core.statements import MintRequest
 from issuer.log.tlog import verify_log
 from issuer.service.batching import MintBatcher
 from issuer.verifier.trust import StatementVerifier, TrustedIssuer
-from tests.conftest import START
+from tests.conftest import START, verified_statements
 
 
 def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
@@ -78,7 +78,7 @@ def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
             assert records[result.jti].principal == f"client-{n}"  # type: ignore[union-attr]
     assert batcher.batches == 2  # 24 requests: the lone first one, then the other 23 together
     assert verify_log(auth.log).entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == 18
+    assert verified_statements(auth) == 18
 
 
 def test_a_failed_commit_fails_the_whole_group(auth: Authority,
@@ -108,7 +108,7 @@ def test_batch_of_a_thousand_then_verify(auth: Authority) -> None:
                                                         results[0].log_index + 1000))
     report = verify_log(auth.log)
     assert report.entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == 1000
+    assert verified_statements(auth) == 1000
 
 
 def test_one_verifier_shared_by_threads(auth: Authority) -> None:
@@ -144,5 +144,5 @@ def test_scale_small(home: Path) -> None:
         auth.mint(MintRequest("desktop-agent", {"software_version": str(i)}), principal="p",
                   channel="http")
     assert verify_log(auth.log).entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == 2120
+    assert verified_statements(auth) == 2120
     auth.close()

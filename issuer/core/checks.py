@@ -1,0 +1,170 @@
+"""``issuer audit verify`` and ``issuer doctor``: named checks over one issuer, each reporting
+every problem it finds rather than stopping at the first (docs/audit.md, docs/operations.md).
+
+A check is a name and a function of the :class:`Authority` returning an
+:class:`~issuer.store.integrity.Outcome`. ``audit verify`` runs :func:`audit_checks`;
+``doctor`` runs :func:`doctor_checks`, and ``issuer serve`` runs the doctor's checks before it
+binds. Other concerns plug their own checks in by appending to :data:`EXTRA_AUDIT_CHECKS`
+(for example, the keyring's public state against the logged key events).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from issuer.core.authority import Authority
+from issuer.core.errors import IssuerError
+from issuer.log.tlog import VerifyReport, verify_log
+from issuer.store.integrity import STATE_CHECKS, Outcome, sqlite_integrity
+
+AuthorityCheck = Callable[[Authority], Outcome]
+#: Checks other concerns add to ``audit verify``: (name, check).
+EXTRA_AUDIT_CHECKS: list[tuple[str, AuthorityCheck]] = []
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    outcome: Outcome
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.outcome.ok, "checked": self.outcome.checked,
+                "problems": self.outcome.problems, "problem_count": self.outcome.failures}
+
+
+@dataclass
+class Report:
+    """Every check's result; ``log`` holds what the log check recomputed, when it passed."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    log: VerifyReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome.ok for r in self.results)
+
+    def problems(self) -> list[str]:
+        return [f"{r.name}: {p}" for r in self.results for p in r.outcome.problems]
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": self.ok, "checks": [r.as_json() for r in self.results]}
+        if self.log is not None:
+            body.update(self.log.as_json())
+        return body
+
+
+def run(auth: Authority, checks: Sequence[tuple[str, AuthorityCheck]],
+        report: Report | None = None) -> Report:
+    """Run every check; one that raises an IssuerError failed with that one problem."""
+    report = report or Report()
+    for name, check in checks:
+        try:
+            outcome = check(auth)
+        except IssuerError as exc:
+            outcome = Outcome()
+            outcome.problem(exc.description)
+        report.results.append(CheckResult(name, outcome))
+    return report
+
+
+def _single(check: Callable[[Authority], int]) -> AuthorityCheck:
+    """A check that raises on its problem and returns how much it checked."""
+    def run_one(auth: Authority) -> Outcome:
+        return Outcome(checked=check(auth))
+    return run_one
+
+
+def _identity(auth: Authority) -> int:
+    auth.check_open(auth.inspect())
+    return 1
+
+
+def audit_checks(report: Report, kept: Sequence[str] = ()) -> list[tuple[str, AuthorityCheck]]:
+    """Everything ``audit verify`` checks, in order: the file, the log, whose it is and the
+    log's high-water mark, every table against the log, and any check plugged in."""
+
+    def log_check(auth: Authority) -> Outcome:
+        auth.inspect()
+        report.log = verify_log(auth.log, kept)
+        return Outcome(checked=report.log.entries)
+
+    def table(check: Callable[[Any], Outcome]) -> AuthorityCheck:
+        return lambda auth: check(auth.inspect())
+
+    return [("database file", table(sqlite_integrity)),
+            ("log", log_check),
+            ("identity and high-water mark", _single(_identity)),
+            *[(name, table(check)) for name, check in STATE_CHECKS],
+            *EXTRA_AUDIT_CHECKS]
+
+
+def audit_verify(auth: Authority, kept: Sequence[str] = ()) -> Report:
+    report = Report()
+    return run(auth, audit_checks(report, kept), report)
+
+
+# --- doctor ------------------------------------------------------------------------------------
+
+
+def _keys_load(auth: Authority) -> Outcome:
+    """Every key that may still sign loads (right passphrase, file readable, matches its kid),
+    and so does the log key."""
+    outcome = Outcome()
+    for key in auth.keystore.keys():
+        if key.state not in ("active", "next"):
+            continue
+        outcome.checked += 1
+        try:
+            auth.keystore.signer(key.kid)
+        except IssuerError as exc:
+            outcome.problem(f"key {key.kid} ({key.state}): {exc.description}")
+    outcome.checked += 1
+    try:
+        auth.keystore.log_signer()
+    except IssuerError as exc:
+        outcome.problem(f"log key: {exc.description}")
+    return outcome
+
+
+def _private(path: Path, outcome: Outcome, mode: int = 0o077) -> None:
+    try:
+        found = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    outcome.checked += 1
+    if found & mode:
+        outcome.problem(f"{path} is mode {found:04o}; it holds secrets: chmod "
+                        f"{0o700 if path.is_dir() else 0o600:o} {path}")
+
+
+def _file_modes(auth: Authority) -> Outcome:
+    """The database (token hashes, status list keys) and the keys are readable by their owner
+    only."""
+    outcome = Outcome()
+    database = auth.config.database
+    for path in (database, database.with_name(database.name + "-wal"),
+                 database.with_name(database.name + "-shm")):
+        _private(path, outcome)
+    _private(auth.config.keys_dir, outcome)
+    for path in sorted(auth.config.keys_dir.glob("*")):
+        if path.is_file() and path.name != ".gitignore":
+            _private(path, outcome)
+    return outcome
+
+
+def doctor_checks() -> list[tuple[str, AuthorityCheck]]:
+    """What ``issuer doctor`` and ``issuer serve`` check: keys load, the database is this
+    issuer's, whole up to its high-water mark and passes SQLite's quick check, file modes."""
+    return [("keys", _keys_load),
+            ("database file", lambda auth: sqlite_integrity(auth.inspect(), quick=True)),
+            ("identity and high-water mark", _single(_identity)),
+            ("file modes", _file_modes)]
+
+
+def doctor(auth: Authority) -> Report:
+    return run(auth, doctor_checks())

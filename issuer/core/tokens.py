@@ -152,6 +152,15 @@ class TokenStore:
         token = _row_token(dict(zip(_COLUMNS.split(", "), rows[0])))
         if token.revoked_at is not None:
             raise InvalidToken("the bearer token was revoked")
+        # The row alone is not trusted: whoever can write the database could insert a token,
+        # swap a hash or un-revoke one. It must be what the log says was created.
+        logged, revoked = self.audit.logged_token(token.name)
+        if (logged is None or revoked is not None
+                or logged.get("credential") != credential_digest(token_id, stored)
+                or (logged.get("role"), logged.get("templates"), logged.get("rate_limit"))
+                != (token.role, list(token.templates), token.rate_limit)):
+            raise InvalidToken("the bearer token does not match the audit log (run `issuer "
+                               "audit verify`)")
         return token
 
 

@@ -408,6 +408,19 @@ class AuditStore:
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
         return [_event(row) for row in self.query(sql, params)]
 
+    def logged_token(self, name: str) -> tuple[dict[str, Any] | None, int | None]:
+        """What the log says of API token ``name``: its newest creation record, and when it
+        was revoked (on this thread's reader: the service checks every request with it)."""
+        created, revoked = None, None
+        for kind, time, data in self.read(
+                "SELECT type, time, data FROM events WHERE type IN ('token.created', "
+                "'token.recorded', 'token.revoked') AND subject = ? ORDER BY idx", (name,)):
+            if kind == "token.revoked":
+                revoked = int(time)
+            else:
+                created = dict(json.loads(data))
+        return created, revoked
+
     def log_key_event(self) -> dict[str, Any] | None:
         """What the ``log.key_generated`` event that started this database's log says."""
         with self.lock:

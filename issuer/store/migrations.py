@@ -101,10 +101,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
     CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
     """,
-    # 5: the integrity checks look statements up by their status list entry
-    # (docs/audit.md); a list's entries are counted and must be unique.
+    # 5: a status list entry belongs to one statement: a rewound allocation counter makes the
+    # mint fail instead of handing out an index twice (docs/audit.md).
     """
-    CREATE INDEX statements_status_entry ON statements (status_list, status_idx);
+    CREATE UNIQUE INDEX statements_status_entry ON statements (status_list, status_idx);
     """,
 )
 

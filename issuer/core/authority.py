@@ -52,6 +52,7 @@ from issuer.status import statuslist
 from issuer.status.registry import STATUS_NAMES, StatusRegistry
 from issuer.store.integrity import log_unlogged_state
 from issuer.store.audit import (
+    DATABASE_ERRORS,
     STATE_LOGGED_VERSION,
     AuditStore,
     StatementRecord,
@@ -133,6 +134,10 @@ class Authority:
             store.close()
             raise UnusableDatabase(f"refusing the database {self.config.database}: "
                                    f"{exc.description}") from None
+        except DATABASE_ERRORS as exc:
+            store.close()
+            raise UnusableDatabase(f"the database {self.config.database} is damaged ({exc}); "
+                                   "run `issuer doctor`, and restore it from a backup") from None
         except BaseException:
             store.close()
             raise
@@ -186,6 +191,12 @@ class Authority:
         assert store.log is not None
         self._check_identity(store, store.log)
         self.highwater.check(store.log)
+
+    def check_identity(self) -> None:
+        """The open database is this issuer's (its log key and origin)."""
+        store = self.inspect()
+        assert store.log is not None
+        self._check_identity(store, store.log)
 
     def _check_identity(self, store: AuditStore, log: TransparencyLog) -> None:
         """The database is this issuer's: its log was started with this log key, and its

@@ -11,15 +11,18 @@ binds. Other concerns plug their own checks in by appending to :data:`EXTRA_AUDI
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from issuer.core.authority import Authority
-from issuer.core.errors import IssuerError
+from issuer.core.errors import Conflict, IssuerError
+from issuer.log.highwater import HighWaterMark
 from issuer.log.tlog import VerifyReport, verify_log
+from issuer.store.audit import DATABASE_ERRORS
 from issuer.store.integrity import STATE_CHECKS, Outcome, sqlite_integrity
 
 AuthorityCheck = Callable[[Authority], Outcome]
@@ -68,6 +71,9 @@ def run(auth: Authority, checks: Sequence[tuple[str, AuthorityCheck]],
         except IssuerError as exc:
             outcome = Outcome()
             outcome.problem(exc.description)
+        except DATABASE_ERRORS as exc:
+            outcome = Outcome()
+            outcome.problem(f"the database could not be read: {exc}")
         report.results.append(CheckResult(name, outcome))
     return report
 
@@ -168,3 +174,67 @@ def doctor_checks() -> list[tuple[str, AuthorityCheck]]:
 
 def doctor(auth: Authority) -> Report:
     return run(auth, doctor_checks())
+
+
+# --- backup and restore ------------------------------------------------------------------------
+
+
+def backup(auth: Authority, target: Path) -> int:
+    """``issuer backup``: an online copy of this issuer's (checked) database."""
+    return auth.audit.backup(target)
+
+
+def restore(auth: Authority, source: Path, *, accept_loss: bool, actor: str) -> int:
+    """``issuer restore``: check a backup as ``audit verify`` would, then put it in place of
+    the database. Returns how many signed entries it lacks (newer than the backup); refused
+    unless ``accept_loss``, and then the loss is itself logged (``log.restored``).
+    The issuer must be stopped meanwhile."""
+    database = auth.config.database
+    staged = database.with_name(database.name + ".restoring")
+    staged.unlink(missing_ok=True)
+    os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        shutil.copyfile(source, staged)
+        lost = _check_staged(auth, staged, accept_loss=accept_loss, actor=actor)
+        auth.close()
+        for suffix in ("-wal", "-shm"):
+            database.with_name(database.name + suffix).unlink(missing_ok=True)
+        os.replace(staged, database)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return lost
+
+
+def _check_staged(auth: Authority, staged: Path, *, accept_loss: bool, actor: str) -> int:
+    copy = Authority(replace(auth.config, database=staged), clock=auth.clock)
+    try:
+        report = run(copy, [(name, check) for name, check in audit_checks(Report())
+                            if name != "identity and high-water mark"])
+        copy.check_identity()
+        if not report.ok:
+            raise Conflict(f"the backup fails audit verify: {report.problems()[0]}")
+        mark = HighWaterMark(auth.config.keys_dir)
+        try:
+            mark.check(copy.log)
+            return 0
+        except IssuerError:
+            kept = mark.read()
+            newest = copy.log.latest()[0].size
+            behind = copy.log.open(kept).size - newest if kept else 0
+            if behind <= 0:
+                raise
+        if not accept_loss:
+            raise Conflict(f"the backup holds {newest} log entries but the issuer signed a "
+                           f"checkpoint of {newest + behind}: restoring it loses {behind} "
+                           "entries (statements issued after the backup lose their records); "
+                           "pass --accept-loss to restore it anyway")
+        with copy.audit.transaction():
+            copy.audit.append_event(time=copy.now(), type="log.restored", actor=actor,
+                                    channel="cli", subject=copy.log.origin,
+                                    data={"restored_size": newest, "lost_entries": behind,
+                                          "lost_checkpoint": kept})
+        mark.reset(copy.log.latest()[1])
+        return behind
+    finally:
+        copy.close()

@@ -75,6 +75,12 @@ class HighWaterMark:
             # is the database's.
             atomic_write(self.path, note.encode("utf-8"), mode=0o600, durable=False)
 
+    def reset(self, note: str) -> None:
+        """Move the mark back to ``note``: only a restore that accepted losing the newer
+        entries does, after logging that loss."""
+        with self._locked():
+            atomic_write(self.path, note.encode("utf-8"), mode=0o600)
+
     def check(self, log: TransparencyLog) -> int:
         """The database must still hold the checkpoint recorded here, and every entry it
         covers; returns its tree size. Costs two indexed lookups."""

@@ -34,9 +34,11 @@ from issuer.core.errors import AuditUnavailable, NotFound, UnusableDatabase
 from issuer.log.tlog import TransparencyLog, entry_bytes
 from issuer.store.migrations import FIRST_RELEASED_VERSION, MIGRATIONS, STATE_LOGGED_VERSION
 
-__all__ = ["STATE_LOGGED_VERSION", "AuditStore", "StatementRecord"]
+__all__ = ["DATABASE_ERRORS", "STATE_LOGGED_VERSION", "AuditStore", "StatementRecord"]
 
 BUSY_TIMEOUT_MS = 30_000
+#: What the database engine raises when the file is unreadable or damaged.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 
 #: Status list columns of a statements row (the status registry's, not part of the record).
 _STATUS_COLUMNS = ("status_list", "status_idx", "status")
@@ -183,6 +185,8 @@ class AuditStore:
                                            "the issuer package")
                 #: The schema version this open found (upgrades log what it did not).
                 self.opened_at_version = int(version)
+                if 0 < version < STATE_LOGGED_VERSION and self.path != ":memory:":
+                    _owner_only(Path(self.path))  # schema 4 created them 0644
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for sql in script.split(";"):
                         if sql.strip():
@@ -421,6 +425,23 @@ class AuditStore:
                 created = dict(json.loads(data))
         return created, revoked
 
+    def backup(self, target: Path) -> int:
+        """An online, consistent copy of the database into the new file ``target`` (0600),
+        by SQLite's backup API: writers may go on meanwhile. Returns the copy's entry count."""
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                self.conn.backup(copy)
+                if copy.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise AuditUnavailable(f"the backup {target} does not pass SQLite's check")
+                return int(copy.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            finally:
+                copy.close()
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
     def log_key_event(self) -> dict[str, Any] | None:
         """What the ``log.key_generated`` event that started this database's log says."""
         with self.lock:
@@ -431,6 +452,13 @@ class AuditStore:
     def template_history(self, name: str) -> list[Event]:
         """The recorded versions of a template, oldest first."""
         return self.events(type_prefix="template.", subject=name)
+
+
+def _owner_only(path: Path) -> None:
+    """The database and its WAL hold token hashes and status list keys: owner only."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
 
 
 def _looks_like_digest(ref: str) -> bool:

@@ -67,7 +67,7 @@ class Outcome:
     def problem(self, text: str) -> None:
         self.failures += 1
         if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(text)
+            self.problems.append(" ".join(text.split()))  # one line each
 
     @property
     def ok(self) -> bool:

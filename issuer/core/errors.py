@@ -92,7 +92,7 @@ class KeystoreError(IssuerError):
     """The keystore cannot be used: unsafe permissions, missing passphrase, no active key."""
 
     error = "keystore_error"
-    status = 500
+    status = 503
 
 
 class AuditUnavailable(IssuerError):

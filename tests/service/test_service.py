@@ -445,3 +445,17 @@ def test_unencodable_claim_values_are_a_400_for_that_request_alone(api: Api, raw
     ok = api.mint("ci-desktop", "desktop-agent", {"software_version": "2"})
     assert ok.status_code == 201, ok.text
     assert api.auth.audit.count_statements() == before + 1
+
+
+def test_health_and_mint_say_when_no_key_can_sign(api: Api) -> None:
+    assert api.client.get("/healthz").json()["status"] == "ok"
+    kid = api.auth.keystore.active().kid
+    pem = api.auth.config.keys_dir / f"{kid}.pem"
+    pem.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+    health = api.client.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert str(api.auth.config.keys_dir) not in health.text
+    r = api.mint("ci-desktop", "desktop-agent", {"software_version": "1"})
+    body = assert_error(r, 503, "keystore_error")
+    assert str(api.auth.config.keys_dir) not in body["error_description"]
+    assert "/" not in body["error_description"]

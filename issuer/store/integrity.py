@@ -34,7 +34,6 @@ STATUS_EVENTS = {"statement.revoked": 1, "statement.suspended": 2, "statement.un
 #: Columns of a statements row that the ``statement.issued`` entry does not hold.
 _NOT_ISSUED = ("log_index", "revoked_at", "revocation_reason", "status_list", "status_idx",
                "status")
-TOKEN_EVENTS = ("token.created", "token.recorded")
 STATUS_LIST_EVENTS = ("status_list.created", "status_list.recorded")
 TEMPLATE_EVENTS = ("template.recorded", "template.changed")
 
@@ -186,34 +185,73 @@ def check_template_versions(store: AuditStore) -> Outcome:
     return outcome
 
 
+#: Entries that change an API token, and the one that a CI token exchange makes.
+TOKEN_CHANGES = ("token.created", "token.recorded", "token.rotated", "token.revoked")
+_TOKEN_SQL = ("SELECT type, time, data FROM events WHERE (type IN ('token.created', "
+              "'token.recorded', 'token.rotated', 'token.revoked') {and_subject}) OR "
+              "(type = 'oidc.exchanged' {and_publisher}) ORDER BY idx")
+
+
+def _replay_tokens(rows: Iterator[tuple[str, int, str]]) -> dict[str, dict[str, Any]]:
+    """Each API token as its logged entries leave it: creation (with its credential digest),
+    rotations (a new credential) and revocation."""
+    tokens: dict[str, dict[str, Any]] = {}
+    for kind, time, text in rows:
+        data = json.loads(text)
+        if kind == "oidc.exchanged":
+            data = data.get("token", {})
+            kind = "token.created"
+        name = data.get("name")
+        if kind in ("token.created", "token.recorded"):
+            tokens[name] = dict(data)
+        elif name in tokens and kind == "token.rotated":
+            tokens[name].update(credential=data.get("credential"),
+                                expires_at=data.get("expires_at"), rotated_at=time)
+        elif name in tokens and kind == "token.revoked":
+            tokens[name]["revoked_at"] = time
+    return tokens
+
+
+def logged_token(store: AuditStore, name: str) -> dict[str, Any] | None:
+    """What the log says of API token ``name`` now (on the caller thread's reader: the
+    service checks every request with it)."""
+    sql = _TOKEN_SQL.format(and_subject="AND subject = ?", and_publisher="AND subject = ?")
+    rows = store.read(sql, (name, name.split("@", 1)[0]))
+    return _replay_tokens(iter([(r[0], r[1], r[2]) for r in rows])).get(name)
+
+
+#: Token columns the log decides (``last_used_at`` is operational: it changes nothing a
+#: record depends on, and is not logged).
+_TOKEN_COLUMNS = ("role", "templates", "rate_limit", "created_at", "created_by", "revoked_at",
+                  "expires_at", "rotated_at", "publisher")
+
+
 def check_api_tokens(store: AuditStore) -> Outcome:
-    """Every token row equals its logged creation (role, templates, rate limit, credential)
-    and its logged revocation; every logged token has its row."""
+    """Every token row equals what its logged entries say (creation, role, templates, rate
+    limit, expiry, rotation, revocation, credential); every logged token has its row."""
     outcome = Outcome()
-    created = _latest_by_subject(store, TOKEN_EVENTS)
-    revoked = _latest_by_subject(store, ("token.revoked",))
+    logged = _replay_tokens((r["type"], r["time"], r["data"]) for r in _rows(
+        store, _TOKEN_SQL.format(and_subject="", and_publisher="")))
     seen = set()
     for row in _rows(store, "SELECT * FROM api_tokens ORDER BY name"):
         outcome.checked += 1
         name = row["name"]
         seen.add(name)
         where = f"API token '{name}'"
-        logged = created.get(name)
-        if logged is None:
+        state = logged.get(name)
+        if state is None:
             outcome.problem(f"{where} was never logged as created (an inserted row)")
             continue
-        expected = {"role": logged.get("role"), "templates": logged.get("templates"),
-                    "rate_limit": logged.get("rate_limit"), "created_at": logged.get("created_at"),
-                    "created_by": logged.get("created_by"),
-                    "revoked_at": revoked[name]["time"] if name in revoked else None}
-        actual = {**{k: row[k] for k in expected}, "templates": _json_list(row["templates"])}
-        for column in expected:
-            if actual[column] != expected[column]:
+        actual = {**row, "templates": _json_list(row["templates"])}
+        for column in _TOKEN_COLUMNS:
+            if actual.get(column) != state.get(column):
                 outcome.problem(f"{where}: {column} differs from the log")
-        if logged.get("credential") != credential_digest(row["token_id"], row["secret_hash"]):
+        if "origin" in state and _json_list(row["origin"] or "null") != state["origin"]:
+            outcome.problem(f"{where}: origin differs from the log")
+        if state.get("credential") != credential_digest(row["token_id"], row["secret_hash"]):
             outcome.problem(f"{where}: its credential (token_id/secret_hash) differs from the "
                             "logged one")
-    for name in sorted(set(created) - seen):
+    for name in sorted(set(logged) - seen):
         outcome.problem(f"API token '{name}' is logged but has no row: it was deleted")
     return outcome
 
@@ -277,13 +315,10 @@ def log_unlogged_state(store: AuditStore, *, time: int, actor: str) -> int:
     Returns how many entries it appended. Run once, by the upgrade only: run later, it would
     bless rows an attacker inserted."""
     appended = 0
-    created = _latest_by_subject(store, TOKEN_EVENTS)
     for row in list(_rows(store, "SELECT * FROM api_tokens ORDER BY created_at, name")):
-        if "credential" in created.get(row["name"], {}):
-            continue
-        data = {key: row[key] for key in ("name", "role", "rate_limit", "created_at",
-                                          "created_by", "revoked_at")}
+        data = {key: row[key] for key in ("name", *_TOKEN_COLUMNS)}
         data.update(templates=_json_list(row["templates"]),
+                    origin=_json_list(row["origin"] or "null"),
                     credential=credential_digest(row["token_id"], row["secret_hash"]))
         store.append_event(time=time, type="token.recorded", actor=actor, channel="cli",
                            subject=row["name"], data=data)

@@ -101,7 +101,37 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
     CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
     """,
-    # 5: a status list entry belongs to one statement: a rewound allocation counter makes the
+    # 5: trusted publishing (docs/pipelines.md): statements minted through a CI publisher,
+    # tokens that expire and say when they were last used, CI token ids accepted once, and
+    # the Idempotency-Key of HTTP mints.
+    """
+    ALTER TABLE statements ADD COLUMN publisher TEXT;
+    ALTER TABLE statements ADD COLUMN repository TEXT;
+    CREATE INDEX statements_publisher ON statements (publisher, log_index)
+        WHERE publisher IS NOT NULL;
+    CREATE INDEX statements_repository ON statements (repository, log_index)
+        WHERE repository IS NOT NULL;
+    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN rotated_at INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN publisher TEXT;
+    ALTER TABLE api_tokens ADD COLUMN origin TEXT;
+    CREATE TABLE ci_token_ids (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        exp INTEGER NOT NULL,
+        PRIMARY KEY (issuer, jti)
+    ) WITHOUT ROWID;
+    CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_digest TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    """,
+    # 6: a status list entry belongs to one statement: a rewound allocation counter makes the
     # mint fail instead of handing out an index twice (docs/audit.md).
     """
     CREATE UNIQUE INDEX statements_status_entry ON statements (status_list, status_idx);
@@ -112,4 +142,4 @@ MIGRATIONS: tuple[str, ...] = (
 FIRST_RELEASED_VERSION = 4
 #: The first schema whose every state change is logged (the upgrade to it logs the API tokens
 #: and status lists it finds) and whose log's high-water mark is kept beside the log key.
-STATE_LOGGED_VERSION = 5
+STATE_LOGGED_VERSION = 6

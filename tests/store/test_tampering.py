@@ -59,7 +59,7 @@ def test_inserting_a_statements_row_is_caught(cli: Cli, db: sqlite3.Connection) 
     mint(cli)
     db.execute("INSERT INTO statements SELECT 'forged', 'ab' || digest, iss, kid, alg, template, "
                "template_digest, software_id, software_version, iat, exp, principal, channel, "
-               "log_index - 1, NULL, NULL, NULL, NULL, 0 FROM statements")
+               "log_index - 1, NULL, NULL, NULL, NULL, 0, NULL, NULL FROM statements")
     verify_fails(cli, "statement forged", "not its issuance")
 
 

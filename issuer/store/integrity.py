@@ -226,22 +226,32 @@ _TOKEN_COLUMNS = ("role", "templates", "rate_limit", "created_at", "created_by",
                   "expires_at", "rotated_at", "publisher")
 
 
+def _matched(store: AuditStore, outcome: Outcome, sql: str, key: str,
+             logged: dict[str, dict[str, Any]], label: Callable[[str], str]
+             ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str]]:
+    """Each row of ``sql`` with what the log says of it (by ``key``); a row the log never
+    created, and a logged one with no row, are problems."""
+    seen = set()
+    for row in _rows(store, sql):
+        outcome.checked += 1
+        seen.add(row[key])
+        state = logged.get(row[key])
+        if state is None:
+            outcome.problem(f"{label(row[key])} was never logged as created (an inserted row)")
+            continue
+        yield row, state, label(row[key])
+    for name in sorted(set(logged) - seen):
+        outcome.problem(f"{label(name)} is logged but has no row: it was deleted")
+
+
 def check_api_tokens(store: AuditStore) -> Outcome:
     """Every token row equals what its logged entries say (creation, role, templates, rate
     limit, expiry, rotation, revocation, credential); every logged token has its row."""
     outcome = Outcome()
     logged = _replay_tokens((r["type"], r["time"], r["data"]) for r in _rows(
         store, _TOKEN_SQL.format(and_subject="", and_publisher="")))
-    seen = set()
-    for row in _rows(store, "SELECT * FROM api_tokens ORDER BY name"):
-        outcome.checked += 1
-        name = row["name"]
-        seen.add(name)
-        where = f"API token '{name}'"
-        state = logged.get(name)
-        if state is None:
-            outcome.problem(f"{where} was never logged as created (an inserted row)")
-            continue
+    for row, state, where in _matched(store, outcome, "SELECT * FROM api_tokens ORDER BY name",
+                                      "name", logged, lambda name: f"API token '{name}'"):
         actual = {**row, "templates": _json_list(row["templates"])}
         for column in _TOKEN_COLUMNS:
             if actual.get(column) != state.get(column):
@@ -251,8 +261,6 @@ def check_api_tokens(store: AuditStore) -> Outcome:
         if state.get("credential") != credential_digest(row["token_id"], row["secret_hash"]):
             outcome.problem(f"{where}: its credential (token_id/secret_hash) differs from the "
                             "logged one")
-    for name in sorted(set(logged) - seen):
-        outcome.problem(f"API token '{name}' is logged but has no row: it was deleted")
     return outcome
 
 
@@ -276,16 +284,10 @@ def check_status_lists(store: AuditStore) -> Outcome:
         json.loads(row["data"]).get("status_list") for row in _rows(
             store, "SELECT data FROM events WHERE type IN ('statement.revoked', "
                    "'statement.suspended', 'statement.unsuspended')"))
-    seen = set()
-    for row in _rows(store, "SELECT * FROM status_lists ORDER BY created_at, id"):
-        outcome.checked += 1
+    for row, logged, where in _matched(store, outcome, "SELECT * FROM status_lists ORDER BY "
+                                       "created_at, id", "id", created,
+                                       lambda list_id: f"status list {list_id}"):
         list_id = row["id"]
-        seen.add(list_id)
-        where = f"status list {list_id}"
-        logged = created.get(list_id)
-        if logged is None:
-            outcome.problem(f"{where} was never logged as created (an inserted row)")
-            continue
         for column in ("bits", "size", "created_at"):
             if row[column] != logged.get(column):
                 outcome.problem(f"{where}: {column} differs from the log")
@@ -297,9 +299,8 @@ def check_status_lists(store: AuditStore) -> Outcome:
                             "rewound counter reuses indices)")
         if row["version"] != changes.get(list_id, 0):
             outcome.problem(f"{where}: its version differs from the status changes logged")
-    for list_id in sorted(set(created) - seen):
-        outcome.problem(f"status list {list_id} is logged but has no row: it was deleted")
-    for list_id in sorted(set(issued) - seen - set(created)):
+    listed = {row["id"] for row in _rows(store, "SELECT id FROM status_lists")}
+    for list_id in sorted(set(issued) - listed - set(created)):
         outcome.problem(f"status list {list_id} holds statements but was never logged")
     for row in _rows(store, "SELECT status_list, status_idx, COUNT(*) AS n FROM statements "
                             "WHERE status_list IS NOT NULL GROUP BY status_list, status_idx "

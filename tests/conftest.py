@@ -120,3 +120,12 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", directory
     server.shutdown()
     server.server_close()
+
+
+def verified_statements(auth: Authority) -> int:
+    """`audit verify` over ``auth`` passes every check; how many statement rows it compared."""
+    from issuer.core.checks import audit_verify
+
+    report = audit_verify(auth)
+    assert report.ok, report.problems()
+    return next(r.outcome.checked for r in report.results if r.name == "statements")

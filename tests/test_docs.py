@@ -61,8 +61,11 @@ def test_the_readme_tour_runs(tmp_path: Path) -> None:
     script = script.replace("& sleep 2", "& " + ready)  # a slow machine may need longer
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run(["bash", "-e", "-c", script], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(["bash", "-e", "-c", "umask 022\n" + script], env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    [token_file] = tmp_path.rglob("ci.token")
+    assert token_file.stat().st_mode & 0o077 == 0, "the tour left a token readable by others"
+    assert (tmp_path / "acme" / "issuer.db").stat().st_mode & 0o077 == 0
     assert "refused, as it should be" in result.stdout
     assert '"software_statement"' in result.stdout  # the curl mint

@@ -12,8 +12,10 @@ from __future__ import annotations
 import click
 
 from .audit import audit
+from .backup import backup, restore
 from .cimd import cimd
 from .common import IssuerGroup, config_option
+from .doctor import doctor
 from .init import init
 from .keys import jwks_command, keys
 from .mint import mint
@@ -36,7 +38,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, publishers, serve, cimd):
+                tokens, publishers, serve, cimd, doctor, backup, restore):
     cli.add_command(command)
 
 

@@ -11,9 +11,19 @@ import click
 from issuer.core.clock import parse_time, rfc3339
 from issuer.core.errors import UsageError
 from issuer.core.files import atomic_write
-from issuer.log.tlog import verify_inclusion_offline, verify_log
+from issuer.core import checks
+from issuer.log.tlog import verify_inclusion_offline
 
-from .common import IDENTIFIER_ARGS, authority, config_option, echo_json, echo_table, json_option
+from .common import (
+    IDENTIFIER_ARGS,
+    authority,
+    config_option,
+    echo_json,
+    echo_report,
+    echo_table,
+    fail,
+    json_option,
+)
 
 
 @click.group()
@@ -103,10 +113,13 @@ def audit_export(fmt: str, out: Path | None) -> None:
 @json_option
 def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
                  as_json: bool) -> None:
-    """Recompute the transparency log from the stored entries and check every checkpoint.
+    """Check the database file, the transparency log and every table against the log.
 
-    Exit 1, naming the first bad index, when an entry was edited, reordered, inserted or
-    deleted, or when the log no longer extends a checkpoint kept earlier.
+    Recomputes the log from the stored entries and checks every signed checkpoint, the log's
+    high-water mark, and each table a verifier or an auditor relies on (statements, template
+    versions, API tokens, status lists) row by row against its logged entries. Exit 1, naming
+    each problem, when anything was edited, inserted, deleted, reordered or truncated, or when
+    the log no longer extends a checkpoint kept earlier.
     """
     auth = authority()
     notes = []
@@ -115,20 +128,24 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
             notes.append(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
-    report = verify_log(auth.log, notes)
-    report.statements = auth.audit.check_statement_rows()
-    keys = auth.keys.check_keyring()  # the keyring's public state against the key events
-    if save_checkpoint is not None:
+    report = checks.audit_verify(auth, notes)
+    if report.ok and save_checkpoint is not None:
         atomic_write(save_checkpoint, auth.log.latest()[1].encode("utf-8"))
     if as_json:
-        echo_json({"ok": True, **report.as_json(), "keyring_keys": keys})
-        return
-    click.echo(f"ok: {report.entries} entries recompute to the signed root "
-               f"{report.as_json()['root_hash']} (tree size {report.tree_size}); "
-               f"{report.checkpoints} checkpoints and {report.statements} statement records match")
-    click.echo(f"ok: the keyring's {keys} keys match the logged key events")
-    for size in report.consistent_with:
-        click.echo(f"ok: the log extends the kept checkpoint of tree size {size}")
+        echo_json(report.as_json())
+    else:
+        echo_report(report)
+        if report.ok and report.log is not None:
+            click.echo(f"ok: {report.log.entries} entries recompute to the signed root "
+                       f"{report.log.as_json()['root_hash']} (tree size "
+                       f"{report.log.tree_size}); {report.log.checkpoints} checkpoints and every "
+                       "table match the log")
+            for size in report.log.consistent_with:
+                click.echo(f"ok: the log extends the kept checkpoint of tree size {size}")
+    if not report.ok:
+        problems = report.problems()
+        more = f" (and {len(problems) - 1} more problems above)" if len(problems) > 1 else ""
+        fail(f"audit verify failed: {problems[0]}{more}")
 
 
 @audit.command("proof", context_settings=IDENTIFIER_ARGS)

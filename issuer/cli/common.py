@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from issuer.core.authority import Authority
+from issuer.core.checks import Report
 from issuer.core.clock import rfc3339
 from issuer.core.config import SIGNING_ALGS
 from issuer.core.errors import IssuerError
@@ -95,6 +96,20 @@ def terminal_prompt() -> Callable[[str], str | None] | None:
                             default="", show_default=False) or None
 
     return ask
+
+
+def echo_report(report: Report) -> None:
+    """One line per check: ``ok`` or ``FAIL``, then each problem it found."""
+    for result in report.results:
+        outcome = result.outcome
+        if outcome.ok:
+            click.echo(f"ok    {result.name} ({outcome.checked} checked)")
+            continue
+        click.echo(f"FAIL  {result.name}")
+        for problem in outcome.problems:
+            click.echo(f"      {problem}")
+        if outcome.failures > len(outcome.problems):
+            click.echo(f"      ... and {outcome.failures - len(outcome.problems)} more")
 
 
 def echo_json(value: Any) -> None:

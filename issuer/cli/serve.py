@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import authority, config_option
+from issuer.core import checks
+
+from .common import authority, config_option, fail
 
 
 @click.command()
@@ -19,6 +21,14 @@ def serve(host: str | None, port: int | None, access_log: bool) -> None:
     from issuer.service.app import serve as run
 
     auth = authority()
-    auth.keystore.signer()  # fail now, not at the first request, if the key can't be loaded
+    # The doctor's checks, now rather than at the first request: keys load, the database is
+    # this issuer's, whole and intact, file modes are safe.
+    report = checks.doctor(auth)
+    if not report.ok:
+        problems = report.problems()
+        fail(f"refusing to serve: {problems[0]}"
+             + (f" (and {len(problems) - 1} more: run `issuer doctor`)" if len(problems) > 1
+                else ""))
+    auth.check_open(auth.audit)  # what every other command checked when it opened
     run(auth, host or auth.config.service.host, port or auth.config.service.port,
         access_log=access_log)

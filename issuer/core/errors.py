@@ -92,11 +92,19 @@ class KeystoreError(IssuerError):
     """The keystore cannot be used: unsafe permissions, missing passphrase, no active key."""
 
     error = "keystore_error"
-    status = 500
+    status = 503
 
 
 class AuditUnavailable(IssuerError):
     """The audit store could not record: nothing was issued."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
+class UnusableDatabase(IssuerError):
+    """The configured database is missing, empty, damaged or not this issuer's: the issuer
+    refuses to run rather than start a new record beside the lost one."""
 
     error = "temporarily_unavailable"
     status = 503

@@ -95,7 +95,24 @@ def parse_mint_request(obj: Any, where: str = "request") -> MintRequest:
     if not isinstance(claims, dict):
         raise UsageError(f"{where}: 'claims' must be a JSON object of claim values")
     check_name(template)
+    for name, value in claims.items():
+        check_encodable(value, f"{where}: claim '{name}'")
     return MintRequest(template=template, claims=claims)
+
+
+def check_encodable(value: Any, where: str) -> None:
+    """A claim value must be plain JSON text: Python's JSON reader accepts NaN and Infinity,
+    and a ``\\ud800`` escape gives an unpaired surrogate that no UTF-8 encoder writes
+    (RFC 8259 sections 6 and 8.2). Refused here, in the one request that sent it, rather than
+    failing the transaction that records a whole group of mints."""
+    try:
+        canonical_json(value)
+    except ValueError:
+        raise InvalidRequest(f"{where}: NaN and Infinity are not JSON numbers (RFC 8259 "
+                             "section 6)") from None
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{where}: holds an unpaired UTF-16 surrogate, which is not "
+                             "Unicode text (RFC 8259 section 8.2)") from None
 
 
 def check_mint_values(template: Template, values: Mapping[str, Any]) -> None:
@@ -117,6 +134,8 @@ def check_mint_values(template: Template, values: Mapping[str, Any]) -> None:
 def resolve_claims(template: Template, values: Mapping[str, Any]) -> dict[str, Any]:
     """The template's claims with the mint-time values, checked again as a whole."""
     check_mint_values(template, values)
+    for name, value in values.items():
+        check_encodable(value, f"template '{template.name}': claim '{name}'")
     claims = {**template.claims, **values}
     # The template's own claims passed every per-claim rule when it was loaded; the mint-time
     # values get them now, and the rules across claims see the whole.

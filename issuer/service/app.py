@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -35,6 +36,7 @@ from issuer.core.authority import Authority
 from issuer.core.cimd import HostedDocuments
 from issuer.core.clock import format_duration, parse_time
 from issuer.core.errors import (
+    AuditUnavailable,
     InsufficientScope,
     InvalidRequest,
     IssuerError,
@@ -181,7 +183,20 @@ def error_response(error: IssuerError) -> JSONResponse:
     retry = getattr(error, "retry_after", None)
     if retry is not None:
         headers["Retry-After"] = str(retry)
-    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
+    body = error.as_json()
+    if error.error in SERVER_FAILURES:
+        # The issuer's own failure: its description may hold paths and library messages. They
+        # go to the server log; the caller learns only what kind of failure it was.
+        log.error("%s: %s", error.error, error.description)
+        body["error_description"] = SERVER_FAILURES.get(error.error, "the issuer failed")
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+#: What a caller is told of a failure on the issuer's side (details stay in the server log).
+SERVER_FAILURES = {
+    "keystore_error": "no signing key can be used; nothing was issued",
+    "server_error": "the issuer failed; nothing was issued",
+}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -389,12 +404,19 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
     @app.get("/healthz", tags=["public"], summary="Liveness and readiness",
              responses=errors(503))
     def healthz() -> Response:
+        # Ready means a mint would succeed: the database answers and is writable, and the
+        # active key loads and signs (a keyring entry alone is not enough).
         try:
             authority.audit.query("SELECT 1")
+            if not os.access(config.database, os.W_OK):
+                raise AuditUnavailable("the database is not writable")
             key = authority.keystore.active()
+            authority.keystore.signer().sign(b"{}")
         except IssuerError as exc:
+            log.error("health: %s", exc.description)
             return JSONResponse({"status": "unavailable", "error": exc.error,
-                                 "error_description": exc.description}, status_code=503)
+                                 "error_description": SERVER_FAILURES.get(
+                                     exc.error, "the issuer can't mint now")}, status_code=503)
         return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid})
 
     # --- Client ID Metadata Documents (docs/cimd.md) ---------------------------------------

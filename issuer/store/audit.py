@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,144 +30,20 @@ from typing import Any
 import sqlite_utils
 
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import AuditUnavailable, NotFound
-from issuer.log.tlog import LogVerificationError, TransparencyLog, entry_bytes
+from issuer.core.errors import AuditUnavailable, NotFound, UnusableDatabase
+from issuer.log.tlog import TransparencyLog, entry_bytes
+from issuer.store.migrations import FIRST_RELEASED_VERSION, MIGRATIONS, STATE_LOGGED_VERSION
+
+__all__ = ["DATABASE_ERRORS", "STATE_LOGGED_VERSION", "AuditStore", "StatementRecord"]
 
 BUSY_TIMEOUT_MS = 30_000
+#: What the database engine raises when the file is unreadable or damaged.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 
-#: One entry per schema version; ``PRAGMA user_version`` says how many have run.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE events (
-        idx INTEGER PRIMARY KEY,
-        time INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        data TEXT NOT NULL
-    );
-    -- (type, idx), not (type, subject): a statement's subject is its random jti, and an index
-    -- on it would cost a random insert per mint. Lookups by subject scan one type's rows.
-    CREATE INDEX events_type ON events (type, idx);
-    CREATE TABLE statements (
-        jti TEXT PRIMARY KEY,
-        digest TEXT NOT NULL UNIQUE,
-        iss TEXT NOT NULL,
-        kid TEXT NOT NULL,
-        alg TEXT NOT NULL,
-        template TEXT NOT NULL,
-        template_digest TEXT NOT NULL,
-        software_id TEXT,
-        software_version TEXT,
-        iat INTEGER NOT NULL,
-        exp INTEGER NOT NULL,
-        principal TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        log_index INTEGER NOT NULL UNIQUE,
-        revoked_at INTEGER,
-        revocation_reason TEXT,
-        status_list TEXT,
-        status_idx INTEGER,
-        status INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX statements_template ON statements (template, log_index);
-    CREATE INDEX statements_software_id ON statements (software_id, log_index);
-    CREATE INDEX statements_iat ON statements (iat);
-    CREATE INDEX statements_kid ON statements (kid, exp);
-    CREATE TABLE template_versions (
-        name TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        content TEXT NOT NULL,
-        recorded_at INTEGER NOT NULL,
-        log_index INTEGER NOT NULL UNIQUE
-    );
-    CREATE INDEX template_versions_name ON template_versions (name, log_index);
-    """,
-    # 2: API tokens of the HTTP service; only a hash of each secret is kept.
-    """
-    CREATE TABLE api_tokens (
-        name TEXT PRIMARY KEY,
-        token_id TEXT NOT NULL UNIQUE,
-        secret_hash TEXT NOT NULL,
-        role TEXT NOT NULL,
-        templates TEXT NOT NULL,
-        rate_limit TEXT,
-        created_at INTEGER NOT NULL,
-        created_by TEXT NOT NULL,
-        revoked_at INTEGER
-    );
-    """,
-    # 3: the transparency log over the events (docs/transparency-log.md): hashes of complete
-    # subtrees, and a signed checkpoint after every transaction that appended.
-    """
-    CREATE TABLE log_nodes (
-        level INTEGER NOT NULL,
-        idx INTEGER NOT NULL,
-        hash BLOB NOT NULL,
-        PRIMARY KEY (level, idx)
-    ) WITHOUT ROWID;
-    CREATE TABLE log_checkpoints (
-        tree_size INTEGER PRIMARY KEY,
-        root_hash BLOB NOT NULL,
-        note TEXT NOT NULL,
-        time INTEGER NOT NULL
-    );
-    """,
-    # 4: Token Status Lists (docs/revocation.md): one row per list; each statement's entry and
-    # status are columns of its row (statements.status_list, status_idx, status).
-    """
-    CREATE TABLE status_lists (
-        id TEXT PRIMARY KEY,
-        bits INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        prp_key BLOB NOT NULL,
-        next_counter INTEGER NOT NULL,
-        version INTEGER NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
-    CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
-    """,
-    # 5: trusted publishing (docs/pipelines.md): statements minted through a CI publisher,
-    # tokens that expire and say when they were last used, CI token ids accepted once, and
-    # the Idempotency-Key of HTTP mints.
-    """
-    ALTER TABLE statements ADD COLUMN publisher TEXT;
-    ALTER TABLE statements ADD COLUMN repository TEXT;
-    CREATE INDEX statements_publisher ON statements (publisher, log_index)
-        WHERE publisher IS NOT NULL;
-    CREATE INDEX statements_repository ON statements (repository, log_index)
-        WHERE repository IS NOT NULL;
-    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
-    ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
-    ALTER TABLE api_tokens ADD COLUMN rotated_at INTEGER;
-    ALTER TABLE api_tokens ADD COLUMN publisher TEXT;
-    ALTER TABLE api_tokens ADD COLUMN origin TEXT;
-    CREATE TABLE ci_token_ids (
-        issuer TEXT NOT NULL,
-        jti TEXT NOT NULL,
-        exp INTEGER NOT NULL,
-        PRIMARY KEY (issuer, jti)
-    ) WITHOUT ROWID;
-    CREATE TABLE idempotency_keys (
-        scope TEXT NOT NULL,
-        key TEXT NOT NULL,
-        request_digest TEXT NOT NULL,
-        jti TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        PRIMARY KEY (scope, key)
-    ) WITHOUT ROWID;
-    """,
-)
-
-_STATUS_VALUES = {"statement.revoked": 1, "statement.suspended": 2, "statement.unsuspended": 0}
 #: Status list columns of a statements row (the status registry's, not part of the record).
 _STATUS_COLUMNS = ("status_list", "status_idx", "status")
 #: Record fields kept only in the ``statement.issued`` event, not in the statements row.
 _STORED_IN_EVENT = ("claims", "mint_values", "software_statement", "ci_claims")
-#: The schema version that created the transparency log tables.
-LOG_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -226,10 +103,28 @@ class Event:
         return asdict(self)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the database for durable, concurrent use (WAL, FULL sync, busy timeout)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+#: How every refusal to open a database ends: what the user can do about it.
+RESTORE_HINT = ("only `issuer init` creates a database: restore it from a backup "
+                "(docs/operations.md, \"Backup and restore\") or fix `database` in issuer.toml")
+
+
+def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
+    """Open the database for durable, concurrent use (WAL, FULL sync, busy timeout).
+
+    Only ``create`` (``issuer init``) makes a new file, and makes it 0600: it holds token hashes
+    and the status lists' permutation keys. SQLite gives the WAL and shared-memory files the
+    database file's mode.
+    """
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    elif not path.is_file():
+        raise UnusableDatabase(f"no issuer database at {path}; {RESTORE_HINT}")
+    elif path.stat().st_size == 0:
+        raise UnusableDatabase(f"the issuer database {path} is empty; {RESTORE_HINT}")
+    # mode=rw: never let SQLite create a missing file behind our back.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                           timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                            check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -246,12 +141,13 @@ def connect(path: Path) -> sqlite3.Connection:
 class AuditStore:
     """Append-only records of statements and events over a ``sqlite_utils.Database``."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, *, create: bool = False) -> None:
         self.db = db
         self.conn = db.conn
         self.path = next((row[2] for row in self.conn.execute("PRAGMA database_list")
                           if row[1] == "main"), "") or ":memory:"
         self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []  # closed with the store
         #: The transparency log every appended event also enters (attached by the Authority).
         self.log: TransparencyLog | None = None
         self._appended_at: int | None = None  # time of the last event of the open transaction
@@ -259,25 +155,53 @@ class AuditStore:
         # One connection is shared by the threads of the service; SQLite serialises inside a
         # connection only per call, so whole transactions take this lock.
         self.lock = threading.RLock()
-        self._migrate()
+        self._migrate(create)
 
     @classmethod
-    def open(cls, path: Path) -> AuditStore:
+    def open(cls, path: Path, *, create: bool = False) -> AuditStore:
+        """Open this issuer's database; only ``create`` (``issuer init``) makes a new one."""
+        conn = None
         try:
-            return cls(sqlite_utils.Database(connect(path)))
+            conn = connect(path, create=create)
+            return cls(sqlite_utils.Database(conn), create=create)
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"cannot open audit database {path}: {exc}") from None
+            if conn is not None:
+                conn.close()
+            raise UnusableDatabase(f"cannot open the issuer database {path}: {exc}; "
+                                   f"{RESTORE_HINT}") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
 
     def close(self) -> None:
+        # Readers too: a connection left open on a file that `issuer restore` then moves into
+        # place would share its inode with the new connections and fail them.
+        with self.lock:
+            readers, self._reader_conns = self._reader_conns, []
+        for reader in readers:
+            reader.close()
         self.conn.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         with self.lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-                #: The schema version this open found (the log catches up only on upgrade).
+                if version == 0 and not create:
+                    raise UnusableDatabase(f"{self.path} holds no issuer database (no schema); "
+                                           f"{RESTORE_HINT}")
+                if 0 < version < FIRST_RELEASED_VERSION:
+                    raise UnusableDatabase(f"{self.path} has schema version {version}, from "
+                                           "before the first release; it cannot be upgraded")
+                if version > len(MIGRATIONS):
+                    raise UnusableDatabase(f"{self.path} has schema version {version}, newer "
+                                           f"than this issuer's {len(MIGRATIONS)}: upgrade "
+                                           "the issuer package")
+                #: The schema version this open found (upgrades log what it did not).
                 self.opened_at_version = int(version)
+                if 0 < version < STATE_LOGGED_VERSION and self.path != ":memory:":
+                    _owner_only(Path(self.path))  # schema 4 created them 0644
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for sql in script.split(";"):
                         if sql.strip():
@@ -454,9 +378,12 @@ class AuditStore:
             if self.path == ":memory:":
                 with self.lock:
                     return self.conn.execute(sql, params).fetchall()
+            # Used by its own thread only; closed by close() from whichever thread closes.
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
+                                   timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             self._readers.conn = conn
+            with self.lock:
+                self._reader_conns.append(conn)
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -505,53 +432,6 @@ class AuditStore:
             sql += f" LIMIT {int(limit)}"
         return [_record(row) for row in self.query(sql, params)]
 
-    def check_statement_rows(self) -> int:
-        """Every queryable statement row must equal the ``statement.issued`` entry it points
-        at, column by column, and its revocation columns the logged revocation (the log covers
-        the entries; this covers the copies)."""
-        checked = 0
-        with self.lock:
-            revocations = {row[0]: (row[1], json.loads(row[2]).get("reason")) for row in
-                           self.conn.execute("SELECT subject, time, data FROM events WHERE "
-                                             "type = 'statement.revoked' ORDER BY idx")}
-            statuses = {row[0]: _STATUS_VALUES[row[1]] for row in self.conn.execute(
-                "SELECT subject, type FROM events WHERE type IN ('statement.revoked', "
-                "'statement.suspended', 'statement.unsuspended') ORDER BY idx")}
-            cursor = self.conn.execute(
-                "SELECT s.*, e.type AS e_type, e.subject AS e_subject, e.data AS e_data "
-                "FROM statements s LEFT JOIN events e ON e.idx = s.log_index ORDER BY s.log_index")
-            names = [d[0] for d in cursor.description]
-            while batch := cursor.fetchmany(1024):
-                for values in batch:
-                    row = dict(zip(names, values))
-                    kind, subject, data = row.pop("e_type"), row.pop("e_subject"), row.pop("e_data")
-                    where = f"statement {row['jti']} (log entry {row['log_index']})"
-                    if kind != "statement.issued" or subject != row["jti"]:
-                        raise LogVerificationError(f"{where} points at an entry that is not "
-                                                   "its issuance")
-                    issued = json.loads(data)
-                    ref = issued.get("claims", {}).get("status", {}).get("status_list", {})
-                    if (row["status_list"], row["status_idx"]) != (
-                            str(ref.get("uri", "")).rsplit("/", 1)[-1] or None, ref.get("idx")):
-                        raise LogVerificationError(f"{where}: status list entry differs from "
-                                                   "the signed statement's")
-                    if row["status"] != statuses.get(row["jti"], 0):
-                        raise LogVerificationError(f"{where}: status differs from its logged "
-                                                   "status changes")
-                    for column, value in row.items():
-                        if column in ("log_index", "revoked_at", "revocation_reason",
-                                      *_STATUS_COLUMNS):
-                            continue
-                        if issued.get(column) != value:
-                            raise LogVerificationError(f"{where}: column '{column}' differs "
-                                                       "from the logged issuance")
-                    if (row["revoked_at"], row["revocation_reason"]) != \
-                            revocations.get(row["jti"], (None, None)):
-                        raise LogVerificationError(f"{where}: revoked_at/revocation_reason "
-                                                   "differ from its logged revocation")
-                    checked += 1
-        return checked
-
     def statement_counts_by_kid(self) -> dict[str, int]:
         """How many statements each key signed."""
         rows = self.query("SELECT kid, COUNT(*) AS n FROM statements GROUP BY kid")
@@ -578,9 +458,53 @@ class AuditStore:
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
         return [_event(row) for row in self.query(sql, params)]
 
+    def logged_token(self, name: str) -> tuple[dict[str, Any] | None, int | None]:
+        """What the log says of API token ``name``: its newest creation record, and when it
+        was revoked (on this thread's reader: the service checks every request with it)."""
+        created, revoked = None, None
+        for kind, time, data in self.read(
+                "SELECT type, time, data FROM events WHERE type IN ('token.created', "
+                "'token.recorded', 'token.revoked') AND subject = ? ORDER BY idx", (name,)):
+            if kind == "token.revoked":
+                revoked = int(time)
+            else:
+                created = dict(json.loads(data))
+        return created, revoked
+
+    def backup(self, target: Path) -> int:
+        """An online, consistent copy of the database into the new file ``target`` (0600),
+        by SQLite's backup API: writers may go on meanwhile. Returns the copy's entry count."""
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                self.conn.backup(copy)
+                if copy.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise AuditUnavailable(f"the backup {target} does not pass SQLite's check")
+                return int(copy.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            finally:
+                copy.close()
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+    def log_key_event(self) -> dict[str, Any] | None:
+        """What the ``log.key_generated`` event that started this database's log says."""
+        with self.lock:
+            row = self.conn.execute("SELECT data FROM events WHERE type = 'log.key_generated' "
+                                    "ORDER BY idx LIMIT 1").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def template_history(self, name: str) -> list[Event]:
         """The recorded versions of a template, oldest first."""
         return self.events(type_prefix="template.", subject=name)
+
+
+def _owner_only(path: Path) -> None:
+    """The database and its WAL hold token hashes and status list keys: owner only."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
 
 
 def _looks_like_digest(ref: str) -> bool:

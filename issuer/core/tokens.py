@@ -5,7 +5,7 @@ scanners, ``<id>`` (72 random bits) finds the row without touching the secret, a
 is 256 random bits. Only SHA-256 of the secret is stored (a slow password hash buys nothing
 for 256 random bits), and the comparison is constant-time (``hmac.compare_digest``).
 
-Roles (SPEC "HTTP service"):
+Roles (docs/http-api.md):
 
 - ``minter``: mint from the templates the token names, and list those templates;
 - ``auditor``: read audit records;
@@ -25,6 +25,7 @@ from typing import Any, Literal
 from issuer.core.config import RateLimit, parse_rate_limit
 from issuer.core.encoding import b64url
 from issuer.core.errors import Conflict, InsufficientScope, InvalidToken, NotFound, UsageError
+from issuer.core.templates import did_you_mean
 from issuer.store.audit import AuditStore
 
 Role = Literal["minter", "auditor", "admin"]
@@ -155,8 +156,9 @@ class TokenStore:
 
 def require_mint(token: ApiToken, template: str) -> None:
     if not token.may_mint(template):
+        # Only names this token may mint are suggested: a minter learns no other template.
         raise InsufficientScope(f"token '{token.name}' ({token.role}) may not mint template "
-                                f"'{template}'")
+                                f"'{template}'" + did_you_mean(template, token.templates))
 
 
 def require_audit(token: ApiToken) -> None:

@@ -1,4 +1,4 @@
-"""SPEC "Templates": every rule refuses a bad template with a message naming file, claim, rule."""
+"""docs/templates.md: every rule refuses a bad template with a message naming file, claim, rule."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_base_claims_are_valid(tmp_path: Path) -> None:
     assert len(template.digest) == 64
 
 
-# Every rule of SPEC "Templates", each refused with the claim and the RFC it comes from.
+# Every rule of docs/templates.md, each refused with the claim and the RFC it comes from.
 RULES = [
     # RFC 7591 section 2 metadata types
     ("array where the registry says array", without(redirect_uris="https://app.example.com/cb"),

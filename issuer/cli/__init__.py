@@ -26,7 +26,7 @@ from .tokens import tokens
 from .verify import verify_command
 
 
-@click.group(cls=IssuerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("issuer", cls=IssuerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="software-statement-issuer", prog_name="issuer")
 def cli() -> None:

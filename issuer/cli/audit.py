@@ -100,8 +100,11 @@ def audit_show(ref: str, as_json: bool) -> None:
               show_default=True, help="Output format: one JSON event per line.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE instead of stdout.")
-def audit_export(fmt: str, out: Path | None) -> None:
+@json_option
+def audit_export(fmt: str, out: Path | None, as_json: bool) -> None:
     """Export every audit event in order (statements, templates, keys), one per line.
+
+    The output is JSON lines either way; --json makes errors JSON too.
 
     \b
     Example:

@@ -10,6 +10,7 @@ from issuer.core.clock import rfc3339
 from .common import (
     ALG_CHOICES,
     IDENTIFIER_ARGS,
+    INTERRUPTED,
     authority,
     config_option,
     echo_json,
@@ -98,10 +99,11 @@ def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
         return
     pending = lifecycle.by_state("next")
     if wait and not force and pending and lifecycle.now() < lifecycle.eligible_at(pending[0]):
+        on_interrupt("interrupted (Ctrl-C) while waiting; no key was rotated")
         click.echo(f"waiting until {rfc3339(lifecycle.eligible_at(pending[0]))}, when the next "
                    f"key {pending[0].kid} has been published for jwks_max_age", err=True)
-        on_interrupt("interrupted (Ctrl-C) while waiting; no key was rotated")
     active = lifecycle.rotate(actor=local_principal(), channel="cli", force=force, wait=wait)
+    on_interrupt(INTERRUPTED)  # rotated: the wait's message is no longer the truth
     nxt = lifecycle.by_state("next")
     if as_json:
         echo_json({"active": active.kid, "next": nxt[0].kid if nxt else None})

@@ -60,12 +60,12 @@ def read_token(arg: str) -> str:
     """The statement itself, or read from ``-`` (stdin) or from a file of that name."""
     if arg == "-":
         text = sys.stdin.read()
-    elif arg.count(".") != 2 or Path(arg).is_file():  # a compact JWS has exactly two dots
+    elif arg.strip() and (arg.count(".") != 2 or "/" in arg):  # a JWS: two dots, no "/"
         try:
             text = Path(arg).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{arg!r} is neither a compact JWS nor a readable file: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise UsageError(f"cannot read {arg}: {getattr(exc, 'strerror', None) or exc}"
+                             " (give the statement itself, a file holding it, or -)") from None
     else:
         text = arg
     text = text.strip()

@@ -428,3 +428,13 @@ def test_jwks_rechecks_the_keystore_at_most_once_per_interval(auth: Authority) -
 
     time.sleep(0.35)
     assert new.kid in {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+
+
+def test_a_mistyped_template_gets_a_suggestion_within_the_callers_reach(api: Api) -> None:
+    admin = assert_error(api.mint("admin", "mcp-conector"), 404, "not_found")
+    assert "did you mean 'mcp-connector'?" in admin["error_description"]
+    minter = assert_error(api.mint("ci-desktop", "desktop-agnt"), 403, "insufficient_scope")
+    assert "did you mean 'desktop-agent'?" in minter["error_description"]
+    # a minter learns no template it may not mint: mcp-connector is not ci-desktop's
+    other = assert_error(api.mint("ci-desktop", "mcp-conector"), 403, "insufficient_scope")
+    assert "did you mean" not in other["error_description"]

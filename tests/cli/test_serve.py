@@ -151,3 +151,13 @@ def test_text_logs_name_audit_events_too(home: Path) -> None:
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def test_sigterm_as_systemd_sends_it_stops_cleanly(
+        json_served: tuple[str, subprocess.Popen[str], Lines]) -> None:
+    _, process, lines = json_served
+    process.terminate()
+    assert process.wait(timeout=60) == -signal.SIGTERM  # uvicorn re-raises it after shutdown
+    lines.thread.join(timeout=30)
+    assert any("Application shutdown complete" in line for line in lines.lines)
+    assert not any("error" in json.loads(line)["level"] for line in lines.lines)

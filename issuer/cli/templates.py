@@ -105,7 +105,7 @@ def templates_validate(names: tuple[str, ...], strict: bool, as_json: bool) -> N
     failed = [r["template"] for r in results if not r["ok"]]
     if failed:
         fail(f"{len(failed)} of {len(results)} template(s) failed validation: "
-             f"{', '.join(failed)}")
+             f"{', '.join(failed)}", error="invalid_template")
 
 
 @templates.command("history")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import click
 
 from .audit import audit
+from .cimd import cimd
 from .common import IssuerGroup, config_option
 from .completion import completion
 from .init import init
@@ -37,7 +38,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, serve, completion):
+                tokens, serve, cimd, completion):
     cli.add_command(command)
 
 

@@ -151,6 +151,14 @@ class RateLimited(IssuerError):
         self.retry_after = retry_after
 
 
+class InvalidClientId(IssuerError):
+    """A client identifier URL can't be resolved to a usable Client ID Metadata Document
+    (draft-ietf-oauth-client-id-metadata-document section 4.3: the request is aborted)."""
+
+    error = "invalid_client"
+    status = 400
+
+
 class ListenError(IssuerError):
     """The service cannot listen on its address (in use, not this machine's, not permitted)."""
 

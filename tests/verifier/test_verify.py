@@ -272,3 +272,13 @@ def test_an_issuer_mismatch_shows_both_values(cli: Cli, tmp_path: Path) -> None:
                           f"issuer '{ISS}' is not trusted here (the trusted issuer is '{ISS}/'")
     assert_one_line_error(cli("verify", token, "--issuer", ISS + "/"), 1,
                           f"iss '{ISS}' is not the expected issuer '{ISS}/'")
+
+
+def test_verify_client_id_refusal_is_json_too(cli: Cli) -> None:
+    refused = cli("verify", "--client-id", "http://example.com/client.json", "--json")
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout) == {"valid": False, **json.loads(refused.stderr)}
+    assert json.loads(refused.stderr)["error"] == "invalid_client"
+    # a usage error is no refusal: nothing on stdout
+    usage = cli("verify", "x.y.z", "--client-id", "https://example.com/c.json", "--json")
+    assert usage.exit_code == 2 and usage.stdout == ""

@@ -20,6 +20,7 @@ from .completion import completion
 from .init import init
 from .keys import jwks_command, keys
 from .mint import mint
+from .publishers import publishers
 from .revoke import revoke
 from .serve import serve
 from .templates import templates
@@ -38,7 +39,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, serve, cimd, completion):
+                tokens, publishers, serve, cimd, completion):
     cli.add_command(command)
 
 

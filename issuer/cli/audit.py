@@ -28,6 +28,9 @@ def audit() -> None:
 @click.option("--template", default=None, help="Only statements of this template.")
 @click.option("--software-id", default=None, help="Only statements with this software_id.")
 @click.option("--kid", default=None, help="Only statements signed by this key.")
+@click.option("--publisher", default=None, help="Only statements minted by this trusted publisher.")
+@click.option("--repository", default=None,
+              help="Only statements built from this source repository (owner/name).")
 @click.option("--since", default=None, metavar="WHEN",
               help="Issued at or after WHEN: RFC 3339 date/time, or a duration ago like 7d.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -37,8 +40,8 @@ def audit() -> None:
 @click.option("--newest-first", is_flag=True, help="Newest first instead of oldest first.")
 @json_option
 def audit_list(revoked: bool, template: str | None, software_id: str | None, kid: str | None,
-               since: str | None, limit: int | None, last: int | None, newest_first: bool,
-               as_json: bool) -> None:
+               publisher: str | None, repository: str | None, since: str | None,
+               limit: int | None, last: int | None, newest_first: bool, as_json: bool) -> None:
     """List issued statements, oldest first (--newest-first, --last N: newest first).
 
     \b
@@ -55,6 +58,7 @@ def audit_list(revoked: bool, template: str | None, software_id: str | None, kid
     records = auth.audit.statements(template=template, software_id=software_id, kid=kid,
                                     since=since_t, limit=limit or last,
                                     revoked=True if revoked else None,
+                                    publisher=publisher, repository=repository,
                                     newest_first=newest_first or last is not None)
     if not records and template is not None and template not in auth.templates.names():
         # No file and no record of that name: a typo, not an empty history.

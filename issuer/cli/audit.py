@@ -138,7 +138,7 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
 
     Exit 1, naming the first bad index, when an entry was edited, reordered, inserted or
     deleted, or when the log no longer extends a checkpoint kept earlier.
-    
+
     \b
     Example:
       issuer audit verify --checkpoint kept.txt --save-checkpoint kept.txt

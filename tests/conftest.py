@@ -85,7 +85,7 @@ def cli(home: Path) -> Cli:
 
 
 def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
-    """SPEC "CLI": one line on stderr, the right exit code, no traceback."""
+    """docs/cli.md: one line on stderr, the right exit code, no traceback."""
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from issuer.core.clock import parse_time, rfc3339
-from issuer.core.errors import UsageError
+from issuer.core.errors import NotFound, UsageError
 from issuer.core.files import atomic_write
 from issuer.core import checks
+from issuer.core.templates import did_you_mean
 from issuer.log.tlog import verify_inclusion_offline
 
 from .common import (
@@ -42,20 +43,37 @@ def audit() -> None:
               help="Only statements built from this source repository (owner/name).")
 @click.option("--since", default=None, metavar="WHEN",
               help="Issued at or after WHEN: RFC 3339 date/time, or a duration ago like 7d.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N records.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="At most N records (the oldest N; with --newest-first the newest N).")
+@click.option("--last", type=click.IntRange(min=1), default=None, metavar="N",
+              help="The N most recent records, newest first (--limit N --newest-first).")
+@click.option("--newest-first", is_flag=True, help="Newest first instead of oldest first.")
 @json_option
 def audit_list(revoked: bool, template: str | None, software_id: str | None, kid: str | None,
                publisher: str | None, repository: str | None, since: str | None,
-               limit: int | None, as_json: bool) -> None:
-    """List issued statements, oldest first."""
+               limit: int | None, last: int | None, newest_first: bool, as_json: bool) -> None:
+    """List issued statements, oldest first (--newest-first, --last N: newest first).
+
+    \b
+    Example:
+      issuer audit list --template mcp-connector --since 7d --last 20
+    """
     auth = authority()
     try:
         since_t = parse_time(since, auth.now()) if since else None
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
+    if last is not None and limit is not None:
+        raise UsageError("--last N is --limit N --newest-first: give one of them")
     records = auth.audit.statements(template=template, software_id=software_id, kid=kid,
-                                    since=since_t, limit=limit, revoked=True if revoked else None,
-                                    publisher=publisher, repository=repository)
+                                    since=since_t, limit=limit or last,
+                                    revoked=True if revoked else None,
+                                    publisher=publisher, repository=repository,
+                                    newest_first=newest_first or last is not None)
+    if not records and template is not None and template not in auth.templates.names():
+        # No file and no record of that name: a typo, not an empty history.
+        raise NotFound(f"no template named '{template}' in templates_dir or the audit records"
+                       + did_you_mean(template, auth.templates.names()))
     if as_json:
         echo_json([asdict(r) for r in records])
         return
@@ -72,7 +90,12 @@ def audit_list(revoked: bool, template: str | None, software_id: str | None, kid
 @click.argument("ref", metavar="JTI|DIGEST")
 @json_option
 def audit_show(ref: str, as_json: bool) -> None:
-    """Show the full audit record of one statement, by jti or digest."""
+    """Show the full audit record of one statement, by jti or digest.
+
+    \b
+    Example:
+      issuer audit show JTI --json
+    """
     record = asdict(authority().audit.statement(ref))
     if as_json:
         echo_json(record)
@@ -91,8 +114,16 @@ def audit_show(ref: str, as_json: bool) -> None:
               show_default=True, help="Output format: one JSON event per line.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE instead of stdout.")
-def audit_export(fmt: str, out: Path | None) -> None:
-    """Export every audit event in order (statements, templates, keys), one per line."""
+@json_option
+def audit_export(fmt: str, out: Path | None, as_json: bool) -> None:
+    """Export every audit event in order (statements, templates, keys), one per line.
+
+    The output is JSON lines either way; --json makes errors JSON too.
+
+    \b
+    Example:
+      issuer audit export --out audit.jsonl
+    """
     lines = [json.dumps(e.as_dict(), ensure_ascii=False) for e in authority().audit.events()]
     body = "".join(line + "\n" for line in lines)
     if out is not None:
@@ -120,6 +151,10 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
     versions, API tokens, status lists) row by row against its logged entries. Exit 1, naming
     each problem, when anything was edited, inserted, deleted, reordered or truncated, or when
     the log no longer extends a checkpoint kept earlier.
+
+    \b
+    Example:
+      issuer audit verify --checkpoint kept.txt --save-checkpoint kept.txt
     """
     auth = authority()
     notes = []
@@ -155,7 +190,12 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
               help="Prove against the checkpoint of this size (default: the newest).")
 @json_option
 def audit_proof(ref: str, tree_size: int | None, as_json: bool) -> None:
-    """An RFC 9162 inclusion proof that a statement's issuance is in the log."""
+    """An RFC 9162 inclusion proof that a statement's issuance is in the log.
+
+    \b
+    Example:
+      issuer audit proof JTI --json
+    """
     auth = authority()
     record = auth.audit.statement(ref)
     proof = auth.log.inclusion(record.log_index, auth.audit.entry(record.log_index), tree_size)

@@ -18,6 +18,10 @@ def doctor(as_json: bool) -> None:
 
     One line per check, each problem on its own line; exit 1 when any check failed.
     `issuer serve` runs the same checks before it starts.
+
+    \b
+    Example:
+      issuer doctor --json
     """
     report = checks.doctor(authority())
     if as_json:

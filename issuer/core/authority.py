@@ -84,7 +84,7 @@ Progress = Callable[[int], None]
 
 
 def local_principal() -> str:
-    """The local user, recorded as the principal of CLI actions (SPEC "Audit")."""
+    """The local user, recorded as the principal of CLI actions (docs/audit.md)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -373,13 +373,16 @@ class Authority:
         return self.mint_many([request], principal=principal, channel=channel)[0]
 
     def mint_many(self, requests: Sequence[MintRequest], *, principal: str, channel: str,
-                  progress: Progress | None = None) -> list[MintResult]:
+                  progress: Progress | None = None,
+                  labels: Sequence[str] | None = None) -> list[MintResult]:
         """Mint all of ``requests`` or none: every one is checked and signed before a single
-        transaction records them all."""
+        transaction records them all. An error names its item by ``labels`` (``file:line: ``),
+        or as ``item N: ``."""
         templates: dict[str, Template] = {}  # each template is read once per batch
-        prepared = [self._prepare(req, principal, channel, templates,
-                                  f"item {i + 1}: " if len(requests) > 1 else "")
-                    for i, req in enumerate(requests)]
+        if labels is None:
+            labels = [f"item {i + 1}: " if len(requests) > 1 else "" for i in range(len(requests))]
+        prepared = [self._prepare(req, principal, channel, templates, label)
+                    for req, label in zip(requests, labels, strict=True)]
         results = self._commit(prepared, progress)
         for result in results:
             if isinstance(result, IssuerError):
@@ -500,7 +503,8 @@ class Authority:
             event, data = "template.changed", {
                 "template": template.name, "old_digest": latest[0],
                 "new_digest": template.digest, "changes": diff_templates(latest[1], content),
-                "content": content}
+                # who edited, not only who minted next (the event's actor)
+                "edited": self.templates.editors(template.chain), "content": content}
         self.audit.record_template_version(name=template.name, digest=template.digest,
                                            content=content, event_type=event, data=data,
                                            time=now, actor=actor, channel=channel)

@@ -25,7 +25,7 @@ class IssuerError(Exception):
         return self.description
 
     def as_json(self) -> dict[str, str]:
-        """The JSON error object of SPEC "HTTP service"."""
+        """The JSON error object of the HTTP API (docs/http-api.md)."""
         return {"error": self.error, "error_description": self.description}
 
 
@@ -201,3 +201,9 @@ class InvalidClientId(IssuerError):
 
     error = "invalid_client"
     status = 400
+
+
+class ListenError(IssuerError):
+    """The service cannot listen on its address (in use, not this machine's, not permitted)."""
+
+    error = "address_unavailable"

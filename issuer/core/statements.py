@@ -1,4 +1,4 @@
-"""Building software statements (SPEC "Statements"; RFC 7591 section 2.3).
+"""Building software statements (RFC 7591 section 2.3; docs/audit.md).
 
 A mint request names a template and gives values for the claims that template lets a caller
 set. This module turns the two into the final payload: the template's claims, the mint-time
@@ -21,7 +21,7 @@ from issuer.core.encoding import b64url, canonical_json
 from issuer.core.errors import InvalidClientMetadata, InvalidRedirectURI, InvalidRequest, UsageError
 from issuer.core.templates import Template, check_name
 
-JTI_BYTES = 16  # 128 random bits (SPEC "Statements")
+JTI_BYTES = 16  # 128 random bits (RFC 7519 section 4.1.7: unique; docs/audit.md)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def check_encodable(value: Any, where: str) -> None:
 
 
 def check_mint_values(template: Template, values: Mapping[str, Any]) -> None:
-    """Only overridable claims may be given; every required one must be (SPEC "Templates")."""
+    """Only overridable claims may be given; every required one must be (docs/templates.md)."""
     for name in values:
         reserved = metadata.reserved_finding(name, statement=False)
         if reserved is not None:

@@ -13,7 +13,7 @@ A token issued by a CI token exchange (docs/pipelines.md) is a minter token for 
 publisher's templates, lives minutes, and carries what the statements it mints keep: the
 publisher, the source repository, the provenance and the CI token's verified claims.
 
-Roles:
+Roles (docs/http-api.md):
 
 - ``minter``: mint from the templates the token names, and list those templates;
 - ``auditor``: read audit records;
@@ -42,6 +42,7 @@ from issuer.core.errors import (
     NotFound,
     UsageError,
 )
+from issuer.core.templates import did_you_mean
 from issuer.store.audit import AuditStore
 from issuer.store.integrity import credential_digest, logged_token
 
@@ -273,8 +274,9 @@ class TokenStore:
 
 def require_mint(token: ApiToken, template: str) -> None:
     if not token.may_mint(template):
+        # Only names this token may mint are suggested: a minter learns no other template.
         raise InsufficientScope(f"token '{token.name}' ({token.role}) may not mint template "
-                                f"'{template}'")
+                                f"'{template}'" + did_you_mean(template, token.templates))
 
 
 def require_audit(token: ApiToken) -> None:

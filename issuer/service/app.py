@@ -1,4 +1,4 @@
-"""The HTTP service (SPEC "HTTP service"): a thin FastAPI front over the Authority.
+"""The HTTP service (docs/http-api.md): a thin FastAPI front over the Authority.
 
 Public: the JWKS, the issuer metadata document, health. Bearer-authenticated: the mint API
 (minter, admin), the audit API (auditor, admin), the templates a caller may mint.
@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -49,6 +50,8 @@ from issuer.core.tokens import ApiToken, require_audit, require_mint
 from issuer.log.merkle import leaf_hash
 from issuer.log.tlog import b64
 from issuer.service.batching import MintBatcher
+from issuer.service.listen import listen
+from issuer.service.logs import AuditTail, LogFormat, RequestLog, log_config
 from issuer.service.ratelimit import RateLimiter
 
 log = logging.getLogger("issuer.service")
@@ -700,12 +703,27 @@ def decode_cursor(cursor: str) -> int:
 
 
 def serve(authority: Authority, host: str, port: int,
-          log_level: Literal["info", "warning"] = "info", access_log: bool = True) -> None:
-    """Run the service under uvicorn until interrupted."""
+          log_level: Literal["info", "warning"] = "info", access_log: bool = True,
+          log_format: LogFormat = "text", sock: socket.socket | None = None) -> None:
+    """Run the service under uvicorn until interrupted, on ``sock`` or on ``host:port``
+    (docs/operations.md: logs, reverse proxy)."""
     import uvicorn
 
+    sock = sock or listen(host, port)
     # Maintenance runs at least as often as verifiers refresh the JWKS, at most every minute.
     interval = min(60.0, max(1.0, float(authority.config.service.jwks_max_age)))
-    uvicorn.run(create_app(authority, maintenance_interval=interval), host=host, port=port,
-                log_level=log_level, access_log=access_log, server_header=False,
-                proxy_headers=False)
+    app: ASGIApp = create_app(authority, maintenance_interval=interval)
+    if access_log and log_format == "json":
+        app = RequestLog(app)  # uvicorn's access line is text; this one is a JSON object
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            log_config=log_config(log_format),
+                            access_log=access_log and log_format == "text",
+                            server_header=False, proxy_headers=False)
+    tail = AuditTail(authority)
+    tail.thread.start()
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        tail.stop.set()
+        tail.thread.join(timeout=10)
+        sock.close()

@@ -1,4 +1,4 @@
-"""The audit store: every issued statement and every event, in one SQLite file (SPEC "Audit").
+"""The audit store: every issued statement and every event, in one SQLite file (docs/audit.md).
 
 Two kinds of rows:
 
@@ -48,7 +48,7 @@ _STORED_IN_EVENT = ("claims", "mint_values", "software_statement", "ci_claims")
 
 @dataclass(frozen=True)
 class StatementRecord:
-    """The audit record of one statement: every field of SPEC "Audit"."""
+    """The audit record of one statement: every field of docs/audit.md."""
 
     jti: str
     digest: str
@@ -406,8 +406,10 @@ class AuditStore:
                    since: int | None = None, kid: str | None = None,
                    after_index: int | None = None, limit: int | None = None,
                    revoked: bool | None = None, publisher: str | None = None,
-                   repository: str | None = None) -> list[StatementRecord]:
-        """Statements in issue order, filtered; ``after_index`` is the pagination cursor."""
+                   repository: str | None = None, newest_first: bool = False
+                   ) -> list[StatementRecord]:
+        """Statements in issue order (or newest first), filtered; ``after_index`` is the
+        pagination cursor."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
@@ -427,7 +429,7 @@ class AuditStore:
         sql = _RECORDS
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY s.log_index"
+        sql += " ORDER BY s.log_index" + (" DESC" if newest_first else "")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_record(row) for row in self.query(sql, params)]

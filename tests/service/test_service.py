@@ -459,3 +459,13 @@ def test_health_and_mint_say_when_no_key_can_sign(api: Api) -> None:
     body = assert_error(r, 503, "keystore_error")
     assert str(api.auth.config.keys_dir) not in body["error_description"]
     assert "/" not in body["error_description"]
+
+
+def test_a_mistyped_template_gets_a_suggestion_within_the_callers_reach(api: Api) -> None:
+    admin = assert_error(api.mint("admin", "mcp-conector"), 404, "not_found")
+    assert "did you mean 'mcp-connector'?" in admin["error_description"]
+    minter = assert_error(api.mint("ci-desktop", "desktop-agnt"), 403, "insufficient_scope")
+    assert "did you mean 'desktop-agent'?" in minter["error_description"]
+    # a minter learns no template it may not mint: mcp-connector is not ci-desktop's
+    other = assert_error(api.mint("ci-desktop", "mcp-conector"), 403, "insufficient_scope")
+    assert "did you mean" not in other["error_description"]

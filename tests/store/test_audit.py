@@ -1,4 +1,4 @@
-"""SPEC "Audit": every field of every statement, key and template events, queries, export."""
+"""The audit records (docs/audit.md): every field of every statement, key and template events, queries, export."""
 
 from __future__ import annotations
 

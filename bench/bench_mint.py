@@ -48,14 +48,14 @@ def run() -> list[Row]:
         with tempfile.TemporaryDirectory() as tmp:
             auth = _home(Path(tmp) / "home", alg)
             batch = _batch_file(Path(tmp))
-            results = auth.mint_many(read_batch(str(batch))[:10], principal="bench", channel="cli")
+            results = auth.mint_many(read_batch(str(batch))[0][:10], principal="bench", channel="cli")
             claims = json.loads(b64url_decode(results[0].software_statement.split(".")[1]))
             private = read_private(  # the same key, for the baselines only
                 auth.config.keys_dir / auth.keystore.active().ref, auth.keystore.files.passphrase)
             kid = auth.keystore.active().kid
 
             def ours() -> int:
-                done = auth.mint_many(read_batch(str(batch)), principal="bench", channel="cli")
+                done = auth.mint_many(read_batch(str(batch))[0], principal="bench", channel="cli")
                 return len(done)
 
             jws_alg = "EdDSA" if alg == "Ed25519" else alg

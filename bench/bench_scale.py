@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from issuer.core import checks
 from issuer.core.authority import Authority, init_issuer
 from issuer.core.statements import MintRequest
-from issuer.log.tlog import verify_log
 
 from .common import Row, best_rate
 
@@ -70,9 +70,9 @@ def run(large: int | None = None) -> list[Row]:
         entries = big_auth.audit.entries(0, size)  # the exact leaf bytes verify hashes
 
         def audit_verify() -> int:
-            report = verify_log(big_auth.log)
-            big_auth.audit.check_statement_rows()
-            return report.entries
+            report = checks.audit_verify(big_auth)
+            assert report.ok and report.log is not None, report.problems()
+            return report.log.entries
 
         def hashing() -> int:
             for entry in entries:

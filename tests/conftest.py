@@ -85,7 +85,7 @@ def cli(home: Path) -> Cli:
 
 
 def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
-    """SPEC "CLI": one line on stderr, the right exit code, no traceback."""
+    """docs/cli.md: one line on stderr, the right exit code, no traceback."""
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -149,3 +149,12 @@ def home_on(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Path
 def engine_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """An initialised issuer home on each storage engine (one test per engine)."""
     return home_on(request.param, request, tmp_path)
+
+
+def verified_statements(auth: Authority) -> int:
+    """`audit verify` over ``auth`` passes every check; how many statement rows it compared."""
+    from issuer.core.checks import audit_verify
+
+    report = audit_verify(auth)
+    assert report.ok, report.problems()
+    return next(r.outcome.checked for r in report.results if r.name == "statements")

@@ -1,8 +1,10 @@
 """The ``issuer`` command line: a thin front over :class:`issuer.core.authority.Authority`.
 
-Every command takes ``--config``; data commands take ``--json``. Errors are one line on stderr
-(``issuer: error: ...``) with exit 1 when the thing checked failed or was not found and exit 2
-for usage and configuration errors; never a traceback (``ISSUER_DEBUG=1`` shows one).
+Every command takes ``--config`` and ``-h``; data commands take ``--json``. Errors are one line
+on stderr (``issuer: error: ...``, or with ``--json`` a JSON object) with exit 1 when the thing
+checked failed or was not found, exit 2 for usage and configuration errors and 130 on Ctrl-C;
+never a traceback (``ISSUER_DEBUG=1`` shows one). :mod:`.common` does all of it for every
+command.
 
 One module per command group; this one only assembles the tree.
 """
@@ -12,8 +14,11 @@ from __future__ import annotations
 import click
 
 from .audit import audit
+from .backup import backup, restore
 from .cimd import cimd
 from .common import IssuerGroup, config_option
+from .completion import completion
+from .doctor import doctor
 from .init import init
 from .keys import jwks_command, keys
 from .mint import mint
@@ -25,7 +30,7 @@ from .tokens import tokens
 from .verify import verify_command
 
 
-@click.group(cls=IssuerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("issuer", cls=IssuerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @config_option
 @click.version_option(package_name="software-statement-issuer", prog_name="issuer")
 def cli() -> None:
@@ -36,7 +41,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, publishers, serve, cimd):
+                tokens, publishers, serve, cimd, doctor, backup, restore, completion):
     cli.add_command(command)
 
 

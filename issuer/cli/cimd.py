@@ -10,7 +10,7 @@ from issuer.core.authority import local_principal
 from issuer.core.cimd import export_document
 from issuer.core.files import atomic_write
 
-from .common import authority, config_option
+from .common import authority, config_option, json_option
 from .mint import parse_values
 
 
@@ -31,14 +31,21 @@ def cimd() -> None:
               help="Set an overridable claim to a JSON value.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the document to FILE instead of stdout.")
+@json_option
 def export(template: str, client_id: str, sets: tuple[str, ...], set_jsons: tuple[str, ...],
-           out: Path | None) -> None:
+           out: Path | None, as_json: bool) -> None:
     """A Client ID Metadata Document for TEMPLATE, to host at --client-id.
 
     The document holds client_id (the URL), the template's client metadata and a freshly
     minted software_statement, recorded with channel cimd. It is checked against the draft
     first (https URL with a path, no shared-secret authentication, well under 5 KB): nothing
-    is minted for a document that would be refused.
+    is minted for a document that would be refused. The document is JSON either way;
+    --json makes errors JSON too.
+
+    \b
+    Example:
+      issuer cimd export mcp-connector --client-id https://acme.example.com/client.json \\
+          --set software_version=1.4.2 --out client.json
     """
     body = export_document(authority(), template, client_id, parse_values(sets, set_jsons),
                            principal=local_principal())

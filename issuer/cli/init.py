@@ -8,7 +8,7 @@ import click
 
 from issuer.core.authority import init_issuer, local_principal
 
-from .common import ALG_CHOICES, config_option
+from .common import ALG_CHOICES, config_option, echo_json, json_option
 
 
 @click.command()
@@ -25,15 +25,28 @@ from .common import ALG_CHOICES, config_option
 @click.option("--key-backend", default="file", show_default=True, metavar="URI",
               help="Where private keys live: file, pkcs11:token=...?... or awskms:region=... "
                    "(see docs/keys.md).")
-def init(issuer_url: str, alg: str, database: str, directory: Path, key_backend: str) -> None:
+@json_option
+def init(issuer_url: str, alg: str, database: str, directory: Path, key_backend: str,
+         as_json: bool) -> None:
     """Create an issuer: config, first active key, example templates, database.
 
     Refuses to overwrite an existing issuer.
+
+    \b
+    Example:
+      issuer init --dir /srv/issuer --issuer https://issuer.example.com --alg ES256
     """
     auth = init_issuer(directory, issuer=issuer_url, alg=alg, actor=local_principal(),
                        database=database, key_backend=key_backend)
     try:
         key = auth.keystore.active()
+        if as_json:
+            echo_json({"issuer": issuer_url, "directory": str(directory.resolve()),
+                       "config": str(auth.config.path), "kid": key.kid, "alg": key.alg,
+                       "keys_dir": str(auth.config.keys_dir),
+                       "templates": auth.templates.names(),
+                       "database": auth.audit.path})
+            return
         click.echo(f"initialised issuer {issuer_url} in {directory.resolve()}")
         click.echo(f"  config:    {auth.config.path}")
         click.echo(f"  key:       {key.kid} ({key.alg}, active) in "

@@ -13,12 +13,14 @@ from issuer.core.errors import UsageError
 from .common import (
     ALG_CHOICES,
     IDENTIFIER_ARGS,
+    INTERRUPTED,
     authority,
     config_option,
     echo_json,
     echo_table,
     json_option,
     terminal_prompt,
+    on_interrupt,
     when,
 )
 
@@ -39,7 +41,12 @@ def keys() -> None:
               help="RSA modulus size for RS256/PS256 (default 3072, at least 2048).")
 @json_option
 def keys_generate(alg: str | None, activate: bool, rsa_bits: int | None, as_json: bool) -> None:
-    """Generate a key pair: active if there is none, otherwise `next` (published, not signing)."""
+    """Generate a key pair: active if there is none, otherwise `next` (published, not signing).
+
+    \b
+    Example:
+      issuer keys generate --alg ES256
+    """
     key = authority().keys.generate(alg, activate=activate, actor=local_principal(),
                                     channel="cli", rsa_bits=rsa_bits)
     if as_json:
@@ -52,7 +59,12 @@ def keys_generate(alg: str | None, activate: bool, rsa_bits: int | None, as_json
 @config_option
 @json_option
 def keys_list(as_json: bool) -> None:
-    """List keys with state, algorithm, times and how many statements each signed."""
+    """List keys with state, algorithm, times and how many statements each signed.
+
+    \b
+    Example:
+      issuer keys list --json
+    """
     rows = authority().keys.history()
     if as_json:
         echo_json(rows)
@@ -75,7 +87,12 @@ def keys_list(as_json: bool) -> None:
               help="Activate the next key even if verifiers may not have it yet (emergency).")
 @json_option
 def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
-    """Make the pre-published next key active, retire the active one, publish a new next."""
+    """Make the pre-published next key active, retire the active one, publish a new next.
+
+    \b
+    Example:
+      issuer keys rotate --if-due      # from cron
+    """
     lifecycle = authority().keys
     if if_due:
         done = lifecycle.maintain(actor=local_principal(), channel="cli")
@@ -84,7 +101,13 @@ def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
         else:
             click.echo("\n".join(done) if done else "nothing due")
         return
+    pending = lifecycle.by_state("next")
+    if wait and not force and pending and lifecycle.now() < lifecycle.eligible_at(pending[0]):
+        on_interrupt("interrupted (Ctrl-C) while waiting; no key was rotated")
+        click.echo(f"waiting until {rfc3339(lifecycle.eligible_at(pending[0]))}, when the next "
+                   f"key {pending[0].kid} has been published for jwks_max_age", err=True)
     active = lifecycle.rotate(actor=local_principal(), channel="cli", force=force, wait=wait)
+    on_interrupt(INTERRUPTED)  # rotated: the wait's message is no longer the truth
     nxt = lifecycle.by_state("next")
     if as_json:
         echo_json({"active": active.kid, "next": nxt[0].kid if nxt else None})
@@ -100,7 +123,12 @@ def keys_rotate(if_due: bool, wait: bool, force: bool, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Allow revoking the active (signing) key.")
 @json_option
 def keys_revoke(kid: str, reason: str, force: bool, as_json: bool) -> None:
-    """Withdraw a key from the JWKS at once and list the statements it signed."""
+    """Withdraw a key from the JWKS at once and list the statements it signed.
+
+    \b
+    Example:
+      issuer keys revoke KID --reason compromised --force
+    """
     auth = authority()
     key, count = auth.keys.revoke(kid, reason, actor=local_principal(), channel="cli",
                                   force=force)
@@ -111,6 +139,10 @@ def keys_revoke(kid: str, reason: str, force: bool, as_json: bool) -> None:
                                   "software_id": r.software_id,
                                   "software_version": r.software_version, "exp": r.exp}
                                  for r in live]})
+        return
+    if not live:
+        click.echo(f"revoked key {kid} ({reason}); it signed {count} statement(s), none of "
+                   "them unexpired: nothing to re-mint")
         return
     click.echo(f"revoked key {kid} ({reason}); it signed {count} statement(s), "
                f"{len(live)} still unexpired, which no verifier will accept now:")
@@ -124,7 +156,12 @@ def keys_revoke(kid: str, reason: str, force: bool, as_json: bool) -> None:
 @config_option
 @json_option
 def keys_history(as_json: bool) -> None:
-    """Every key that ever existed, with its lifecycle times (what historical-keys publishes)."""
+    """Every key that ever existed, with its lifecycle times (what historical-keys publishes).
+
+    \b
+    Example:
+      issuer keys history --json
+    """
     rows = authority().keys.history()
     if as_json:
         echo_json(rows)
@@ -153,6 +190,10 @@ def keys_passphrase(new_passphrase_file: Path | None, remove: bool, as_json: boo
 
     The current passphrase comes from ISSUER_KEY_PASSPHRASE, ISSUER_KEY_PASSPHRASE_FILE or the
     terminal; afterwards, give the new one the same way.
+
+    \b
+    Example:
+      issuer keys passphrase --new-passphrase-file /run/credentials/issuer/new-passphrase
     """
     auth = authority()
     new = None if remove else _new_passphrase(new_passphrase_file)
@@ -185,6 +226,14 @@ def _new_passphrase(path: Path | None) -> str:
 
 @click.command("jwks")
 @config_option
-def jwks_command() -> None:
-    """Print the public JWK Set verifiers use (RFC 7517 section 5); never a private member."""
+@json_option
+def jwks_command(as_json: bool) -> None:
+    """Print the public JWK Set verifiers use (RFC 7517 section 5); never a private member.
+
+    The output is JSON with or without --json (which makes errors JSON too).
+
+    \b
+    Example:
+      issuer jwks > jwks.json
+    """
     echo_json(authority().jwks())

@@ -52,13 +52,15 @@ def parse_values(sets: Sequence[str], set_jsons: Sequence[str]) -> dict[str, Any
     return values
 
 
-def read_batch(path: str) -> list[MintRequest]:
-    """One ``{"template": ..., "claims": {...}}`` object per line; blank lines are skipped."""
+def read_batch(path: str) -> tuple[list[MintRequest], list[str]]:
+    """One ``{"template": ..., "claims": {...}}`` object per line; blank lines are skipped.
+
+    Returns the requests and, for each, the ``file:line: `` that names it in an error."""
     try:
         text = Path(path).read_text(encoding="utf-8") if path != "-" else sys.stdin.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read batch file {path}: {exc}") from None
-    requests = []
+    requests, labels = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -67,9 +69,10 @@ def read_batch(path: str) -> list[MintRequest]:
         except ValueError as exc:
             raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
         requests.append(parse_mint_request(obj, where=f"{path}:{number}"))
+        labels.append(f"{path}:{number}: ")
     if not requests:
         raise UsageError(f"{path}: no mint requests in the batch file")
-    return requests
+    return requests, labels
 
 
 @contextlib.contextmanager
@@ -114,6 +117,10 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
     kid, iat, exp and template. Output appears only after the audit record is committed.
     With --remote URL the served issuer mints it (same output), authenticated by
     --token-file or, with no stored secret, by --oidc.
+
+    \b
+    Example:
+      issuer mint mcp-connector --set software_version=1.4.2 --json
     """
     if remote is None and (token_file or oidc or audience or idempotency_key):
         raise UsageError("--token-file, --oidc, --audience and --idempotency-key go with "
@@ -135,15 +142,16 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
                          "TEMPLATE, --set or --set-json with it")
     if batch is None and not template:
         raise UsageError("missing TEMPLATE (or --batch FILE)")
+    labels = None
     if batch is not None:
-        requests = read_batch(batch)
+        requests, labels = read_batch(batch)
     else:
         assert template is not None
         requests = [parse_mint_request({"template": template,
                                         "claims": parse_values(sets, set_jsons)})]
     with progress_bar(len(requests)) as progress:
         results = authority().mint_many(requests, principal=local_principal(), channel="cli",
-                                        progress=progress)
+                                        progress=progress, labels=labels)
     _emit([r.as_json() for r in results], as_json, single=batch is None, out=out)
 
 

@@ -22,7 +22,12 @@ def publishers() -> None:
 @config_option
 @json_option
 def publishers_list(as_json: bool) -> None:
-    """List the trusted publishers configured in issuer.toml."""
+    """List the trusted publishers configured in issuer.toml.
+
+    \b
+    Example:
+      issuer publishers list --json
+    """
     configured = authority().publishers
     if as_json:
         echo_json([p.describe() for p in configured])
@@ -44,6 +49,10 @@ def publishers_check(token: str, as_json: bool) -> None:
 
     The token is verified as the exchange would (issuer keys, audience, times), but not
     recorded: checking a token does not use it up. Exit 1 when no publisher matches.
+
+    \b
+    Example:
+      echo "$ACTIONS_ID_TOKEN" | issuer publishers check - --json
     """
     if token == "-":
         token = sys.stdin.read()

@@ -22,6 +22,10 @@ def revoke(ref: str, reason: str, action: str | None, as_json: bool) -> None:
     """Revoke a statement (INVALID in its Token Status List), or suspend / un-suspend it.
 
     Revocation is final; revoking twice changes nothing and says so.
+
+    \b
+    Example:
+      issuer revoke JTI --reason "leaked in a public CI log"
     """
     target = action or "revoked"
     record, changed = authority().set_status(ref, target, reason, actor=local_principal(),

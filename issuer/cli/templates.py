@@ -21,7 +21,12 @@ def templates() -> None:
 @config_option
 @json_option
 def templates_list(as_json: bool) -> None:
-    """List the templates in templates_dir."""
+    """List the templates in templates_dir.
+
+    \b
+    Example:
+      issuer templates list
+    """
     store = authority().templates
     rows: list[dict[str, Any]] = []
     for name in store.names():
@@ -46,7 +51,12 @@ def templates_list(as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def templates_show(name: str, as_json: bool) -> None:
-    """Print a template's resolved claims, after its extends chain."""
+    """Print a template's resolved claims, after its extends chain.
+
+    \b
+    Example:
+      issuer templates show mcp-connector --json
+    """
     t = authority().templates.load(name)
     doc = {"name": t.name, "extends": list(t.chain[1:]), "digest": t.digest, **t.content()}
     if as_json:
@@ -69,7 +79,12 @@ def templates_show(name: str, as_json: bool) -> None:
 @click.option("--strict", is_flag=True, help="Treat warnings (risky choices) as errors.")
 @json_option
 def templates_validate(names: tuple[str, ...], strict: bool, as_json: bool) -> None:
-    """Check templates against the RFC 7591 rules (all of them when no NAME is given)."""
+    """Check templates against the RFC 7591 rules (all of them when no NAME is given).
+
+    \b
+    Example:
+      issuer templates validate --strict
+    """
     store = authority().templates
     results: list[dict[str, Any]] = []
     for name in names or store.names():
@@ -90,7 +105,7 @@ def templates_validate(names: tuple[str, ...], strict: bool, as_json: bool) -> N
     failed = [r["template"] for r in results if not r["ok"]]
     if failed:
         fail(f"{len(failed)} of {len(results)} template(s) failed validation: "
-             f"{', '.join(failed)}")
+             f"{', '.join(failed)}", error="invalid_template")
 
 
 @templates.command("history")
@@ -98,7 +113,12 @@ def templates_validate(names: tuple[str, ...], strict: bool, as_json: bool) -> N
 @click.argument("name")
 @json_option
 def templates_history(name: str, as_json: bool) -> None:
-    """The recorded versions of a template: when it first minted and what changed since."""
+    """The recorded versions of a template: when it first minted and what changed since.
+
+    \b
+    Example:
+      issuer templates history mcp-connector
+    """
     events = authority().audit.template_history(name)
     if as_json:
         echo_json([e.as_dict() for e in events])
@@ -108,6 +128,8 @@ def templates_history(name: str, as_json: bool) -> None:
     for e in events:
         digest = e.data.get("digest") or e.data.get("new_digest")
         click.echo(f"{rfc3339(e.time)}  {e.type}  {digest}  by {e.actor} ({e.channel})")
+        for edit in e.data.get("edited", []):
+            click.echo(f"    {edit['file']} edited by {edit['owner']} at {edit['mtime']}")
         for change in e.data.get("changes", []):
             detail = (f"added {change['added']} removed {change['removed']}"
                       if "added" in change else f"{change['old']!r} -> {change['new']!r}")

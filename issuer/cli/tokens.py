@@ -33,7 +33,12 @@ def tokens() -> None:
 @json_option
 def tokens_create(name: str, role: str, templates_: tuple[str, ...], rate_limit: str | None,
                   expires: str | None, as_json: bool) -> None:
-    """Create an API token; its secret is printed once and stored only as a hash."""
+    """Create an API token; its secret is printed once and stored only as a hash.
+
+    \b
+    Example:
+      issuer tokens create ci-calendar --role minter --template mcp-connector
+    """
     auth = authority()
     for template in templates_:
         auth.templates.load(template)  # a typo must not create a token that can mint nothing
@@ -76,7 +81,12 @@ def _expires(text: str | None) -> int | None:
               help="Expire after DURATION; default: the lifetime the token had, if any.")
 @json_option
 def tokens_rotate(name: str, expires: str | None, as_json: bool) -> None:
-    """Give a token a new secret: same name, role and templates; the old secret stops working."""
+    """Give a token a new secret: same name, role and templates; the old secret stops working.
+
+    \b
+    Example:
+      issuer tokens rotate ci-calendar --expires 90d
+    """
     auth = authority()
     token, secret = auth.tokens.rotate(name, actor=local_principal(), channel="cli",
                                        now=auth.now(), expires_in=_expires(expires))
@@ -92,7 +102,12 @@ def tokens_rotate(name: str, expires: str | None, as_json: bool) -> None:
 @config_option
 @json_option
 def tokens_list(as_json: bool) -> None:
-    """List API tokens (never their secrets)."""
+    """List API tokens (never their secrets).
+
+    \b
+    Example:
+      issuer tokens list --json
+    """
     entries = authority().tokens.list()
     if as_json:
         echo_json([t.public() for t in entries])
@@ -107,8 +122,17 @@ def tokens_list(as_json: bool) -> None:
 @tokens.command("revoke")
 @config_option
 @click.argument("name")
-def tokens_revoke(name: str) -> None:
-    """Revoke an API token at once."""
+@json_option
+def tokens_revoke(name: str, as_json: bool) -> None:
+    """Revoke an API token at once.
+
+    \b
+    Example:
+      issuer tokens revoke ci-calendar
+    """
     auth = authority()
     auth.tokens.revoke(name, actor=local_principal(), channel="cli", now=auth.now())
+    if as_json:
+        echo_json({"name": name, "revoked": True})
+        return
     click.echo(f"revoked token '{name}'")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
-from issuer.core.errors import UsageError
+from issuer.core.errors import (
+    InvalidClientId,
+    InvalidSoftwareStatement,
+    IssuerError,
+    UsageError,
+)
 from issuer.verifier.cimd import ClientIdResolver
 from issuer.verifier.jwks import load_jwks
 from issuer.verifier.trust import StatementVerifier, TrustedIssuer
@@ -38,7 +44,7 @@ def statement_verifier(jwks_source: str | None, issuer_url: str | None,
 
 @click.command("verify")
 @config_option
-@click.argument("token", default=None, required=False)
+@click.argument("token", default=None, required=False, metavar="[TOKEN|FILE|-]")
 @click.option("--jwks", "jwks_source", metavar="FILE|URL", default=None,
               help="The issuer's JWKS (default: this issuer's own keys).")
 @click.option("--issuer", "issuer_url", default=None,
@@ -56,31 +62,67 @@ def statement_verifier(jwks_source: str | None, issuer_url: str | None,
 def verify_command(token: str | None, jwks_source: str | None, issuer_url: str | None,
                    no_status_check: bool, client_id: str | None, reject_disagreement: bool,
                    unsafe_allow_loopback: bool, as_json: bool) -> None:
-    """Verify a statement (TOKEN or - for stdin), or with --client-id URL a client's metadata
-    document and the statement it carries, as an authorization server would.
+    """Verify a statement (TOKEN, a FILE holding it, or - for stdin), or with --client-id URL
+    a client's metadata document and the statement it carries, as an authorization server
+    would.
 
     Checks the signature against the JWKS with an algorithm allow-list, iss, exp, iat/nbf,
-    status and the RFC 7591 metadata; prints the claims, or exits 1 with the reason.
+    status and the RFC 7591 metadata; prints the claims, or exits 1 with the reason (with
+    --json: {"valid": false, "error", "error_description"} on stdout).
+
+    \b
+    Example:
+      issuer verify statement.jwt --jwks https://issuer.example.com/.well-known/jwks.json \\
+          --issuer https://issuer.example.com
     """
-    if client_id is not None:
-        if token is not None:
-            raise UsageError("give either TOKEN or --client-id, not both")
-        _verify_client_id(client_id, statement_verifier(jwks_source, issuer_url,
-                                                        not no_status_check),
-                          reject_disagreement, unsafe_allow_loopback, as_json)
-        return
-    if reject_disagreement or unsafe_allow_loopback:
-        raise UsageError("--reject-disagreement and --unsafe-allow-loopback go with --client-id")
-    if token is None or token == "-":
-        token = sys.stdin.read()
-    token = token.strip()
-    if not token:
-        raise UsageError("no statement given (pass TOKEN or pipe it to `issuer verify -`)")
-    if jwks_source is None:  # this issuer's own keys: a revoked key is named as such
-        verified = authority().verify(token, issuer=issuer_url,
-                                      check_status=not no_status_check)
+    try:
+        if client_id is not None:
+            if token is not None:
+                raise UsageError("give either TOKEN or --client-id, not both")
+            _verify_client_id(client_id, statement_verifier(jwks_source, issuer_url,
+                                                            not no_status_check),
+                              reject_disagreement, unsafe_allow_loopback, as_json)
+            return
+        if reject_disagreement or unsafe_allow_loopback:
+            raise UsageError("--reject-disagreement and --unsafe-allow-loopback go with "
+                             "--client-id")
+        _verify_statement(read_token(token), jwks_source, issuer_url, not no_status_check,
+                          as_json)
+    except IssuerError as exc:
+        if as_json and isinstance(exc, REFUSALS):  # a refusal is an answer: say it as data
+            echo_json({"valid": False, **exc.as_json()})
+        raise
+
+
+#: Errors that mean "this does not verify", as opposed to a usage or configuration problem.
+REFUSALS = (InvalidSoftwareStatement, InvalidClientId)
+
+
+def read_token(arg: str | None) -> str:
+    """The statement itself, or read from ``-`` or nothing (stdin) or from a file."""
+    if arg is None or arg == "-":
+        text = sys.stdin.read()
+    elif arg.strip() and (arg.count(".") != 2 or "/" in arg):  # a JWS: two dots, no "/"
+        try:
+            text = Path(arg).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {arg}: {getattr(exc, 'strerror', None) or exc}"
+                             " (give the statement itself, a file holding it, or -)") from None
     else:
-        verified = statement_verifier(jwks_source, issuer_url, not no_status_check).verify(token)
+        text = arg
+    text = text.strip()
+    if not text:
+        raise UsageError("no statement given (pass TOKEN, a FILE, or pipe it to "
+                         "`issuer verify -`)")
+    return text
+
+
+def _verify_statement(token: str, jwks_source: str | None, issuer_url: str | None,
+                      check_status: bool, as_json: bool) -> None:
+    if jwks_source is None:  # this issuer's own keys: a revoked key is named as such
+        verified = authority().verify(token, issuer=issuer_url, check_status=check_status)
+    else:
+        verified = statement_verifier(jwks_source, issuer_url, check_status).verify(token)
     if as_json:
         echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
                    "digest": verified.digest})

@@ -36,6 +36,7 @@ from issuer.core.errors import (
     InvalidTarget,
     IssuerError,
     NotFound,
+    UnusableDatabase,
     UnsupportedGrantType,
     UsageError,
 )
@@ -64,10 +65,17 @@ from issuer.keys.backends import Prompt, open_backend
 from issuer.keys.backends.file import Passphrase
 from issuer.keys.keystore import Keystore
 from issuer.keys.lifecycle import KeyLifecycle
-from issuer.log.tlog import TransparencyLog, origin_for
+from issuer.log.highwater import HighWaterMark
+from issuer.log.tlog import LogVerificationError, TransparencyLog, origin_for
 from issuer.status import statuslist
 from issuer.status.registry import STATUS_NAMES, StatusRegistry
-from issuer.store.audit import LOG_SCHEMA_VERSION, AuditStore, StatementRecord
+from issuer.store.integrity import log_unlogged_state
+from issuer.store.audit import (
+    DATABASE_ERRORS,
+    STATE_LOGGED_VERSION,
+    AuditStore,
+    StatementRecord,
+)
 from issuer.verifier.jose import read_header
 from issuer.verifier.remote import StatusListClient, http_fetch
 from issuer.verifier.statement import VerifiedStatement, verify
@@ -76,7 +84,7 @@ Progress = Callable[[int], None]
 
 
 def local_principal() -> str:
-    """The local user, recorded as the principal of CLI actions (SPEC "Audit")."""
+    """The local user, recorded as the principal of CLI actions (docs/audit.md)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -133,16 +141,49 @@ class Authority:
 
     @property
     def audit(self) -> AuditStore:
-        """The audit store, opened (and migrated) on first use, its transparency log attached."""
+        """The audit store, opened (and migrated) on first use, its transparency log attached
+        and checked to be this issuer's, whole up to its high-water mark."""
         if self._audit is None:
-            store = AuditStore.open(self.config.database)
-            try:
-                self._attach_log(store)
-            except BaseException:
-                store.close()
-                raise
-            self._audit = store
+            self._audit = self._open_audit(create=False, checked=True)
         return self._audit
+
+    def create_database(self) -> AuditStore:
+        """``issuer init`` only: a new database, 0600, with a new log key."""
+        if self._audit is not None:
+            raise Conflict("the database is already open")
+        self._audit = self._open_audit(create=True, checked=True)
+        return self._audit
+
+    def inspect(self) -> AuditStore:
+        """The audit store opened for ``audit verify`` and ``doctor``: its log attached but
+        the open checks left to them, so that they can say everything that is wrong."""
+        if self._audit is None:
+            self._audit = self._open_audit(create=False, checked=False)
+        return self._audit
+
+    def _open_audit(self, *, create: bool, checked: bool) -> AuditStore:
+        store = AuditStore.open(self.config.database, create=create)
+        try:
+            self._attach_log(store, create)
+            if checked:
+                self.check_open(store)
+        except LogVerificationError as exc:
+            store.close()
+            raise UnusableDatabase(f"refusing the database {store.path}: "
+                                   f"{exc.description}") from None
+        except DATABASE_ERRORS as exc:
+            store.close()
+            raise UnusableDatabase(f"the database {store.path} is damaged ({exc}); "
+                                   "run `issuer doctor`, and restore it from a backup") from None
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def highwater(self) -> HighWaterMark:
+        """The newest signed checkpoint, kept beside the log key (docs/transparency-log.md)."""
+        return HighWaterMark(self.config.keys_dir)
 
     @property
     def log(self) -> TransparencyLog:
@@ -151,29 +192,70 @@ class Authority:
         assert log is not None
         return log
 
-    def _attach_log(self, store: AuditStore) -> None:
-        """Every event enters the Merkle tree; a log key is made on first use, and events from
-        before the log existed are appended once, by the upgrade that created the log.
+    def _attach_log(self, store: AuditStore, create: bool) -> None:
+        """Every event enters the Merkle tree. The log key is made by ``issuer init`` only, and
+        state from before it was logged (schema 4) is logged once, by the upgrade.
 
         Only then: an open never rebuilds a log whose tables lost rows, or anyone who can write
         the database could have a rewritten history signed afresh (`issuer audit verify`
         reports it instead)."""
         verifier = self.keystore.log_verifier()
-        created = verifier is None
         if verifier is None:
+            if not create:
+                raise UnusableDatabase(
+                    f"the transparency log key is missing from {self.config.keys_dir}; "
+                    "restore the keys directory from its backup (docs/operations.md)")
             verifier = self.keystore.create_log_key(origin_for(self.config.issuer))
         log = TransparencyLog(store.conn, self.keystore.log_signer, verifier)
-        if store.opened_at_version < LOG_SCHEMA_VERSION:
-            with store.transaction():
-                log.catch_up()
+        highwater = self.highwater
         store.log = log
-        if created:
-            now = self.now()
+        log.on_commit = highwater.advance
+        if create:
             with store.transaction():
-                store.append_event(time=now, type="log.key_generated", actor=local_principal(),
-                                   channel="cli", subject=verifier.name,
+                store.append_event(time=self.now(), type="log.key_generated",
+                                   actor=local_principal(), channel="cli", subject=verifier.name,
                                    data={"origin": verifier.name,
                                          "verifier_key": verifier.verifier_key()})
+        elif store.opened_at_version < STATE_LOGGED_VERSION:
+            if highwater.read() is None:  # a database from before the mark: trusted once
+                highwater.advance(log.latest()[1])
+            with store.transaction():
+                log_unlogged_state(store, time=self.now(), actor=local_principal())
+
+    def check_open(self, store: AuditStore) -> None:
+        """What every command checks when it opens the log (two indexed lookups): the database
+        is this issuer's, and it still holds the newest checkpoint kept beside the log key."""
+        assert store.log is not None
+        self._check_identity(store, store.log)
+        self.highwater.check(store.log)
+
+    def check_identity(self) -> None:
+        """The open database is this issuer's (its log key and origin)."""
+        store = self.inspect()
+        assert store.log is not None
+        self._check_identity(store, store.log)
+
+    def _check_identity(self, store: AuditStore, log: TransparencyLog) -> None:
+        """The database is this issuer's: its log was started with this log key, and its
+        newest checkpoint verifies with that key and this issuer's origin."""
+        if log.origin != origin_for(self.config.issuer):
+            raise LogVerificationError(
+                f"it is not this issuer's: its log is {log.origin}, but the issuer "
+                f"{self.config.issuer} of {self.config.path} names "
+                f"{origin_for(self.config.issuer)}")
+        started = store.log_key_event()
+        if started is None or started.get("verifier_key") != log.verifier.verifier_key():
+            raise LogVerificationError(
+                f"it is not this issuer's: its log was not started with the log key in "
+                f"{self.config.keys_dir} (another issuer's database, or another's keys)")
+        try:
+            log.latest()
+        except NotFound:
+            raise LogVerificationError("its log has entries but no signed checkpoint") from None
+        except LogVerificationError:
+            raise LogVerificationError(
+                f"it is not this issuer's: its newest checkpoint does not verify with the log "
+                f"key and origin {log.origin} of {self.config.path}") from None
 
     @property
     def status(self) -> StatusRegistry:
@@ -291,13 +373,16 @@ class Authority:
         return self.mint_many([request], principal=principal, channel=channel)[0]
 
     def mint_many(self, requests: Sequence[MintRequest], *, principal: str, channel: str,
-                  progress: Progress | None = None) -> list[MintResult]:
+                  progress: Progress | None = None,
+                  labels: Sequence[str] | None = None) -> list[MintResult]:
         """Mint all of ``requests`` or none: every one is checked and signed before a single
-        transaction records them all."""
+        transaction records them all. An error names its item by ``labels`` (``file:line: ``),
+        or as ``item N: ``."""
         templates: dict[str, Template] = {}  # each template is read once per batch
-        prepared = [self._prepare(req, principal, channel, templates,
-                                  f"item {i + 1}: " if len(requests) > 1 else "")
-                    for i, req in enumerate(requests)]
+        if labels is None:
+            labels = [f"item {i + 1}: " if len(requests) > 1 else "" for i in range(len(requests))]
+        prepared = [self._prepare(req, principal, channel, templates, label)
+                    for req, label in zip(requests, labels, strict=True)]
         results = self._commit(prepared, progress)
         for result in results:
             if isinstance(result, IssuerError):
@@ -337,7 +422,8 @@ class Authority:
                 if item.template.name not in seen:
                     self._note_template(item.template, now, item.principal, item.channel)
                     seen.add(item.template.name)
-            refs = self.status.allocate(len(fresh), now) if fresh else []
+            refs = self.status.allocate(len(fresh), now, actor=fresh[0].principal,
+                                        channel=fresh[0].channel) if fresh else []
             first = self.audit.next_index()
             records = []
             for index, (item, ref) in enumerate(zip(fresh, refs), start=first):
@@ -417,7 +503,8 @@ class Authority:
             event, data = "template.changed", {
                 "template": template.name, "old_digest": latest[0],
                 "new_digest": template.digest, "changes": diff_templates(latest[1], content),
-                "content": content}
+                # who edited, not only who minted next (the event's actor)
+                "edited": self.templates.editors(template.chain), "content": content}
         self.audit.record_template_version(name=template.name, digest=template.digest,
                                            content=content, event_type=event, data=data,
                                            time=now, actor=actor, channel=channel)
@@ -583,16 +670,15 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
         (directory / CONFIG_FILE).unlink(missing_ok=True)
         raise
     try:
-        if authority.audit.events(type_prefix="key."):
-            raise Conflict(f"the database {authority.audit.path} already holds an issuer's "
-                           "records; refusing to overwrite it")
+        authority.create_database()
         authority.keys.generate(alg, actor=actor, channel="cli")
         authority.keys.ensure_next(actor=actor, channel="cli")
     except BaseException:
         # Leave nothing half-made: a later `issuer init` must not find a broken issuer.
         authority.close()
         for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm",
-                         "keys/keyring.json"):
+                         "keys/keyring.json", "keys/log.pem", "keys/log.json",
+                         "keys/log-checkpoint"):
             (directory / leftover).unlink(missing_ok=True)
         raise
     return authority

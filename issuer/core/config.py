@@ -1,4 +1,4 @@
-"""issuer.toml: lookup, parsing, ``ISSUER_*`` overrides and validation (SPEC "Configuration")."""
+"""issuer.toml: lookup, parsing, ``ISSUER_*`` overrides and validation (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ def env_name(key: str) -> str:
 
 
 def find_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
-    """SPEC lookup order: ``--config PATH``, then ``ISSUER_CONFIG``, then ``./issuer.toml``."""
+    """The lookup order (docs/configuration.md): ``--config PATH``, then ``ISSUER_CONFIG``, then ``./issuer.toml``."""
     if explicit:
         candidate, origin = Path(explicit), "--config"
     elif env.get("ISSUER_CONFIG"):
@@ -315,7 +315,7 @@ def load_config(
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
         if key in _PATH_KEYS and not (key == "database" and is_database_url(values[key])):
-            # SPEC: relative paths in the file are relative to the file; in the environment,
+            # docs/configuration.md: relative paths in the file are relative to the file; in the environment,
             # relative to the working directory, like any other command-line path.
             base = Path.cwd() if key in overrides else path.parent
             values[key] = (base / values[key]).resolve()

@@ -36,12 +36,12 @@ def b64url_decode(text: str) -> bytes:
 
 
 def sha256_hex(data: bytes) -> str:
-    """Lowercase hex SHA-256, the digest format of SPEC "Statements"."""
+    """Lowercase hex SHA-256, the digest format of statements (docs/audit.md)."""
     return hashlib.sha256(data).hexdigest()
 
 
 def statement_digest(compact_jws: str) -> str:
-    """SPEC "Statements": lowercase hex SHA-256 of the compact serialization's ASCII bytes."""
+    """A statement's digest (docs/audit.md): lowercase hex SHA-256 of the compact serialization's ASCII bytes."""
     return sha256_hex(compact_jws.encode("ascii"))
 
 

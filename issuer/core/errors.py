@@ -25,7 +25,7 @@ class IssuerError(Exception):
         return self.description
 
     def as_json(self) -> dict[str, str]:
-        """The JSON error object of SPEC "HTTP service"."""
+        """The JSON error object of the HTTP API (docs/http-api.md)."""
         return {"error": self.error, "error_description": self.description}
 
 
@@ -92,11 +92,19 @@ class KeystoreError(IssuerError):
     """The keystore cannot be used: unsafe permissions, missing passphrase, no active key."""
 
     error = "keystore_error"
-    status = 500
+    status = 503
 
 
 class AuditUnavailable(IssuerError):
     """The audit store could not record: nothing was issued."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
+class UnusableDatabase(IssuerError):
+    """The configured database is missing, empty, damaged or not this issuer's: the issuer
+    refuses to run rather than start a new record beside the lost one."""
 
     error = "temporarily_unavailable"
     status = 503
@@ -193,3 +201,9 @@ class InvalidClientId(IssuerError):
 
     error = "invalid_client"
     status = 400
+
+
+class ListenError(IssuerError):
+    """The service cannot listen on its address (in use, not this machine's, not permitted)."""
+
+    error = "address_unavailable"

@@ -1,4 +1,4 @@
-"""Building software statements (SPEC "Statements"; RFC 7591 section 2.3).
+"""Building software statements (RFC 7591 section 2.3; docs/audit.md).
 
 A mint request names a template and gives values for the claims that template lets a caller
 set. This module turns the two into the final payload: the template's claims, the mint-time
@@ -21,7 +21,7 @@ from issuer.core.encoding import b64url, canonical_json
 from issuer.core.errors import InvalidClientMetadata, InvalidRedirectURI, InvalidRequest, UsageError
 from issuer.core.templates import Template, check_name
 
-JTI_BYTES = 16  # 128 random bits (SPEC "Statements")
+JTI_BYTES = 16  # 128 random bits (RFC 7519 section 4.1.7: unique; docs/audit.md)
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,28 @@ def parse_mint_request(obj: Any, where: str = "request") -> MintRequest:
     if not isinstance(claims, dict):
         raise UsageError(f"{where}: 'claims' must be a JSON object of claim values")
     check_name(template)
+    for name, value in claims.items():
+        check_encodable(value, f"{where}: claim '{name}'")
     return MintRequest(template=template, claims=claims)
 
 
+def check_encodable(value: Any, where: str) -> None:
+    """A claim value must be plain JSON text: Python's JSON reader accepts NaN and Infinity,
+    and a ``\\ud800`` escape gives an unpaired surrogate that no UTF-8 encoder writes
+    (RFC 8259 sections 6 and 8.2). Refused here, in the one request that sent it, rather than
+    failing the transaction that records a whole group of mints."""
+    try:
+        canonical_json(value)
+    except ValueError:
+        raise InvalidRequest(f"{where}: NaN and Infinity are not JSON numbers (RFC 8259 "
+                             "section 6)") from None
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{where}: holds an unpaired UTF-16 surrogate, which is not "
+                             "Unicode text (RFC 8259 section 8.2)") from None
+
+
 def check_mint_values(template: Template, values: Mapping[str, Any]) -> None:
-    """Only overridable claims may be given; every required one must be (SPEC "Templates")."""
+    """Only overridable claims may be given; every required one must be (docs/templates.md)."""
     for name in values:
         reserved = metadata.reserved_finding(name, statement=False)
         if reserved is not None:
@@ -117,6 +134,8 @@ def check_mint_values(template: Template, values: Mapping[str, Any]) -> None:
 def resolve_claims(template: Template, values: Mapping[str, Any]) -> dict[str, Any]:
     """The template's claims with the mint-time values, checked again as a whole."""
     check_mint_values(template, values)
+    for name, value in values.items():
+        check_encodable(value, f"template '{template.name}': claim '{name}'")
     claims = {**template.claims, **values}
     # The template's own claims passed every per-claim rule when it was loaded; the mint-time
     # values get them now, and the rules across claims see the whole.

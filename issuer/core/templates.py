@@ -1,4 +1,4 @@
-"""Metadata templates: one TOML file per package or connector class (SPEC "Templates").
+"""Metadata templates: one TOML file per package or connector class (docs/templates.md).
 
 A template resolves along its ``extends`` chain (child wins; ``[claims]`` merge claim by claim),
 is checked against the RFC 7591 rules of :mod:`issuer.core.metadata`, and gets a digest: the SHA-256
@@ -7,8 +7,10 @@ of its canonical resolved content, recorded beside every statement minted from i
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import pwd
 import re
 import tomllib
 from collections.abc import Iterable
@@ -17,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from issuer.core import metadata
-from issuer.core.clock import format_duration, parse_duration
+from issuer.core.clock import format_duration, parse_duration, rfc3339
 from issuer.core.encoding import canonical_json, sha256_hex
 from issuer.core.errors import NotFound, TemplateError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-KEYS = ("description", "extends", "lifetime", "overridable", "required", "cimd", "claims")
-RULE = "SPEC Templates"
+KEYS = ("description", "extends", "lifetime", "overridable", "required", "remove_claims", "cimd",
+        "claims")
+RULE = "docs/templates.md"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ def template_content(description: str, lifetime: int, overridable: Iterable[str]
     if cimd:  # only when set, so the digests of templates that never host one stay the same
         content["cimd"] = True
     return content
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` when a known name is one or two typos away, else nothing."""
+    near = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.75)
+    return f"; did you mean '{near[0]}'?" if near else ""
 
 
 def check_name(name: str) -> str:
@@ -145,6 +154,24 @@ class TemplateStore:
         self._cache[name] = (self._stamp(template.chain), template)
         return template
 
+    def editors(self, chain: Iterable[str]) -> list[dict[str, Any]]:
+        """Who last edited each file of a chain, as far as the file system knows: its owner
+        and modification time (recorded in ``template.changed`` events, docs/audit.md)."""
+        found = []
+        for link in chain:
+            path = self.path(link)
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            try:
+                owner = pwd.getpwuid(st.st_uid).pw_name
+            except KeyError:  # a uid with no account name
+                owner = str(st.st_uid)
+            found.append({"template": link, "file": str(path), "owner": owner,
+                          "mtime": rfc3339(st.st_mtime)})
+        return found
+
     def _stamp(self, chain: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
         stamp = []
         for link in chain:
@@ -159,7 +186,8 @@ class TemplateStore:
         """Resolve ``name`` and report every problem (errors and warnings)."""
         check_name(name)
         if not self.path(name).is_file():
-            raise NotFound(f"no template named '{name}' (no {self._show(self.path(name))})")
+            raise NotFound(f"no template named '{name}' (no {self._show(self.path(name))})"
+                           + did_you_mean(name, self.names()))
         res = _Resolution(leaf=self._show(self.path(name)))
         self._resolve(name, res, referrer=None)
         if any(p.level == "error" for p in res.problems):
@@ -179,7 +207,8 @@ class TemplateStore:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             assert referrer is not None
-            res.fail(referrer, "key 'extends'", f"template '{name}' not found (no {shown})")
+            res.fail(referrer, "key 'extends'", f"template '{name}' not found (no {shown})"
+                     + did_you_mean(name, self.names()))
             return None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             res.fail(shown, "file", f"not valid TOML: {exc}", "TOML 1.0")
@@ -210,7 +239,7 @@ class TemplateStore:
                 res.fail(shown, "key 'extends'", f"{parent!r} is not a template name")
             else:
                 self._resolve(parent, res, referrer=shown)
-        # Parents were applied first; this file's values now win (SPEC "Inheritance").
+        # Parents were applied first; this file's values now win (docs/templates.md).
         for key in ("description", "lifetime", "overridable", "required", "cimd"):
             if key in data:
                 res.values[key] = data[key]
@@ -219,12 +248,32 @@ class TemplateStore:
         if not isinstance(claims, dict):
             res.fail(shown, "key 'claims'", "must be a table ([claims])")
             return
+        self._remove_claims(data.get("remove_claims", []), claims, res, shown)
         for claim, value in claims.items():
             problem = _json_problem(value)
             if problem:
                 res.fail(shown, f"claim '{claim}'", problem)
             res.claims[claim] = value
             res.origin["claims." + claim] = shown
+
+    @staticmethod
+    def _remove_claims(names: Any, own: dict[str, Any], res: _Resolution, shown: str) -> None:
+        """``remove_claims = ["jwks_uri"]``: drop claims inherited from the templates this one
+        extends (TOML has no null), e.g. to switch from ``jwks_uri`` to ``jwks``."""
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            res.fail(shown, "key 'remove_claims'", "must be an array of claim names")
+            return
+        for claim in names:
+            if claim in own:
+                res.fail(shown, f"claim '{claim}'", "is both in remove_claims and in [claims]; "
+                         "setting it in [claims] already replaces the inherited value")
+            elif claim not in res.claims:
+                res.fail(shown, "key 'remove_claims'", f"claim '{claim}' is not inherited from "
+                         "an extended template: nothing to remove" + did_you_mean(claim,
+                                                                                  res.claims))
+            else:
+                del res.claims[claim]
+                res.origin.pop("claims." + claim, None)
 
     def _finish(self, name: str, res: _Resolution) -> tuple[Template | None, list[Problem]]:
         where = res.origin.get
@@ -234,7 +283,7 @@ class TemplateStore:
         lifetime = self._lifetime(res)
         overridable = self._claim_list(res, "overridable")
         required = self._claim_list(res, "required")
-        overridable |= required  # SPEC: required implies overridable
+        overridable |= required  # required implies overridable (docs/templates.md)
         cimd = self._cimd(res, required)
         for finding in metadata.check_claims(res.claims, pending=required):
             file = where("claims." + finding.claim, res.leaf)

@@ -13,7 +13,7 @@ A token issued by a CI token exchange (docs/pipelines.md) is a minter token for 
 publisher's templates, lives minutes, and carries what the statements it mints keep: the
 publisher, the source repository, the provenance and the CI token's verified claims.
 
-Roles:
+Roles (docs/http-api.md):
 
 - ``minter``: mint from the templates the token names, and list those templates;
 - ``auditor``: read audit records;
@@ -42,7 +42,9 @@ from issuer.core.errors import (
     NotFound,
     UsageError,
 )
+from issuer.core.templates import did_you_mean
 from issuer.store.audit import AuditStore
+from issuer.store.integrity import credential_digest, logged_token
 
 Role = Literal["minter", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("minter", "auditor", "admin")
@@ -144,13 +146,15 @@ class TokenStore:
                                        (name,)).fetchone():
                 raise Conflict(f"a token named '{name}' already exists (names are never reused; "
                                "pick another)")
-            secret = self._insert(token)
+            secret, credential = self._insert(token)
             self.audit.append_event(time=now, type="token.created", actor=actor, channel=channel,
-                                    subject=name, data=token.public())
+                                    subject=name, data={**token.public(),
+                                                        "credential": credential})
         return token, secret
 
-    def _insert(self, token: ApiToken) -> str:
-        """Insert a token row inside the caller's transaction; its bearer secret."""
+    def _insert(self, token: ApiToken) -> tuple[str, str]:
+        """Insert a token row inside the caller's transaction; its bearer secret, and the
+        digest of its credential that the log keeps (docs/audit.md)."""
         token_id, secret = _new_secret()
         self.audit.conn.execute(
             "INSERT INTO api_tokens (name, token_id, secret_hash, role, templates, rate_limit,"
@@ -159,7 +163,7 @@ class TokenStore:
             (token.name, token_id, _hash(secret), token.role, json.dumps(list(token.templates)),
              token.rate_limit, token.created_at, token.created_by, token.expires_at,
              token.publisher, json.dumps(token.origin) if token.origin is not None else None))
-        return f"{PREFIX}{token_id}.{secret}"
+        return f"{PREFIX}{token_id}.{secret}", credential_digest(token_id, _hash(secret))
 
     def exchange(self, *, publisher: str, templates: Sequence[str], lifetime: int,
                  ci_issuer: str, ci_jti: str, ci_exp: int, origin: dict[str, Any],
@@ -181,10 +185,12 @@ class TokenStore:
                              templates=tuple(sorted(set(templates))), rate_limit=None,
                              created_at=now, created_by=f"publisher:{publisher}",
                              expires_at=now + lifetime, publisher=publisher, origin=origin)
-            secret = self._insert(token)
+            secret, credential = self._insert(token)
             self.audit.append_event(time=now, type="oidc.exchanged", actor=token.created_by,
                                     channel="http", subject=publisher,
-                                    data={**event, "token": token.public()})
+                                    data={**event, "token": {**token.public(), "origin":
+                                                             token.origin,
+                                                             "credential": credential}})
         return token, secret
 
     def rotate(self, name: str, *, actor: str, channel: str, now: int,
@@ -207,7 +213,9 @@ class TokenStore:
                 "rotated_at = ?, last_used_at = NULL WHERE name = ?",
                 (token_id, _hash(secret), expires_at, now, name))
             self.audit.append_event(time=now, type="token.rotated", actor=actor, channel=channel,
-                                    subject=name, data={"name": name, "expires_at": expires_at})
+                                    subject=name, data={"name": name, "expires_at": expires_at,
+                                                        "credential": credential_digest(
+                                                            token_id, _hash(secret))})
         return self.get(name), f"{PREFIX}{token_id}.{secret}"
 
     def list(self) -> list[ApiToken]:
@@ -246,6 +254,16 @@ class TokenStore:
         token = _row_token(dict(zip(_COLUMNS.split(", "), rows[0])))
         if token.revoked_at is not None:
             raise InvalidToken("the bearer token was revoked")
+        # The row alone is not trusted: whoever can write the database could insert a token,
+        # swap a hash or un-revoke one. It must be what the log says.
+        logged = logged_token(self.audit, token.name)
+        if (logged is None or logged.get("revoked_at") is not None
+                or logged.get("credential") != credential_digest(token_id, stored)
+                or (logged.get("role"), logged.get("templates"), logged.get("rate_limit"),
+                    logged.get("expires_at"))
+                != (token.role, list(token.templates), token.rate_limit, token.expires_at)):
+            raise InvalidToken("the bearer token does not match the audit log (run `issuer "
+                               "audit verify`)")
         if now is not None:
             if token.expires_at is not None and now >= token.expires_at:
                 raise InvalidToken(f"the bearer token expired at {rfc3339(token.expires_at)}")
@@ -256,8 +274,9 @@ class TokenStore:
 
 def require_mint(token: ApiToken, template: str) -> None:
     if not token.may_mint(template):
+        # Only names this token may mint are suggested: a minter learns no other template.
         raise InsufficientScope(f"token '{token.name}' ({token.role}) may not mint template "
-                                f"'{template}'")
+                                f"'{template}'" + did_you_mean(template, token.templates))
 
 
 def require_audit(token: ApiToken) -> None:

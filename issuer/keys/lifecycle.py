@@ -48,13 +48,6 @@ def not_ready(next_key: KeyInfo, eligible_at: int, now: int, max_age: int) -> Co
         f"{rfc3339(eligible_at)} (use --wait, or --force in an emergency)")
 
 
-class KeyringMismatch(IssuerError):
-    """The keyring's public state disagrees with the logged key events."""
-
-    error = "keyring_mismatch"
-    status = 409
-
-
 class KeyLifecycle:
     """Key state changes and what verifiers see, over the keystore and the audit records."""
 
@@ -159,13 +152,6 @@ class KeyLifecycle:
         return [k for k in self.keystore.keys()
                 if (entry := logged.get(k.kid)) is not None and entry[0] == k.state
                 and entry[1] == public_only(k.public_jwk)]
-
-    def check_keyring(self) -> int:
-        """Raise KeyringMismatch naming every difference; the number of keys checked."""
-        problems = self.keyring_problems()
-        if problems:
-            raise KeyringMismatch("; ".join(problems))
-        return len(self.keystore.keys())
 
     # --- publishing ------------------------------------------------------------------------
 

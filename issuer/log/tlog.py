@@ -170,20 +170,28 @@ class TransparencyLog:
         self.verifier = verifier
         self._next: int | None = None  # the next leaf index, counted within a transaction
         self._peaks_size: int | None = None  # the tree size store.peaks describe
+        self._signed: str | None = None  # the checkpoint the open transaction signed
+        #: Called with each checkpoint once its transaction committed (the high-water mark).
+        self.on_commit: Callable[[str], None] | None = None
 
     def begin(self) -> None:
         """A transaction starts: the tree size is read again at the first append."""
         self._next = None
+        self._signed = None
         self.store.pending.clear()
 
     def end(self, committed: bool) -> None:
         """The transaction ended: forget its count and unflushed nodes; after a rollback the
-        in-memory right edge describes a tree that does not exist, so it goes too."""
+        in-memory right edge describes a tree that does not exist, so it goes too. A committed
+        checkpoint goes to ``on_commit`` (after the commit: the mark may lag, never lead)."""
         self._next = None
         self.store.pending.clear()
+        signed, self._signed = self._signed, None
         if not committed:
             self._peaks_size = None
             self.store.peaks.clear()
+        elif signed is not None and self.on_commit is not None:
+            self.on_commit(signed)
 
     def _load_peaks(self, size: int) -> None:
         """The stored complete subtrees of a tree of ``size`` leaves (one per 1-bit), unless
@@ -237,22 +245,6 @@ class TransparencyLog:
         self._peaks_size = idx + 1
         self._next = idx + 1
 
-    def catch_up(self) -> int:
-        """Append events that are not leaves yet (a database from before the log), inside the
-        caller's transaction, and checkpoint them; returns how many."""
-        self.begin()
-        start = self.size()
-        last = None
-        for row in _rows(self.conn, f"SELECT idx, time, type, actor, channel, subject, data FROM "
-                                    f"events WHERE idx >= {start} ORDER BY idx"):
-            self.append(row[0], entry_bytes(*row))
-            last = row[1]
-        if last is not None:
-            self.checkpoint(last)
-        added = self.size() - start
-        self.end(committed=True)
-        return added
-
     def checkpoint(self, time: int) -> str:
         """Sign and store the checkpoint of the current tree (inside the transaction)."""
         if self._signer is None:
@@ -265,6 +257,7 @@ class TransparencyLog:
                           "VALUES (?, ?, ?, ?) ON CONFLICT (tree_size) DO UPDATE SET "
                           "root_hash = excluded.root_hash, note = excluded.note, "
                           "time = excluded.time", (size, head.root_hash, note, time))
+        self._signed = note
         return note
 
     def latest(self) -> tuple[Checkpoint, str]:

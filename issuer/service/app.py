@@ -1,4 +1,4 @@
-"""The HTTP service (SPEC "HTTP service"): a thin FastAPI front over the Authority.
+"""The HTTP service (docs/http-api.md): a thin FastAPI front over the Authority.
 
 Public: the JWKS, the issuer metadata document, health. Bearer-authenticated: the mint API
 (minter, admin), the audit API (auditor, admin), the templates a caller may mint.
@@ -15,6 +15,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -36,6 +38,7 @@ from issuer.core.authority import Authority
 from issuer.core.cimd import HostedDocuments
 from issuer.core.clock import format_duration, parse_time
 from issuer.core.errors import (
+    AuditUnavailable,
     InsufficientScope,
     InvalidRequest,
     IssuerError,
@@ -48,6 +51,8 @@ from issuer.core.tokens import ApiToken, require_audit, require_mint
 from issuer.log.merkle import leaf_hash
 from issuer.log.tlog import b64
 from issuer.service.batching import MintBatcher
+from issuer.service.listen import listen
+from issuer.service.logs import AuditTail, LogFormat, RequestLog, log_config
 from issuer.service.ratelimit import RateLimiter
 
 log = logging.getLogger("issuer.service")
@@ -182,7 +187,20 @@ def error_response(error: IssuerError) -> JSONResponse:
     retry = getattr(error, "retry_after", None)
     if retry is not None:
         headers["Retry-After"] = str(retry)
-    return JSONResponse(error.as_json(), status_code=error.status, headers=headers)
+    body = error.as_json()
+    if error.error in SERVER_FAILURES:
+        # The issuer's own failure: its description may hold paths and library messages. They
+        # go to the server log; the caller learns only what kind of failure it was.
+        log.error("%s: %s", error.error, error.description)
+        body["error_description"] = SERVER_FAILURES.get(error.error, "the issuer failed")
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+#: What a caller is told of a failure on the issuer's side (details stay in the server log).
+SERVER_FAILURES = {
+    "keystore_error": "no signing key can be used; nothing was issued",
+    "server_error": "the issuer failed; nothing was issued",
+}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -399,12 +417,19 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
     @app.get("/healthz", tags=["public"], summary="Liveness and readiness",
              responses=errors(503))
     def healthz() -> Response:
+        # Ready means a mint would succeed: the database answers and is writable, and the
+        # active key loads and signs (a keyring entry alone is not enough).
         try:
             size = authority.audit.check_head()  # reachable, and not rolled back
+            if not authority.audit.conn.postgresql and not os.access(config.database, os.W_OK):
+                raise AuditUnavailable("the database is not writable")
             key = authority.keystore.active()
+            authority.keystore.signer().sign(b"{}")
         except IssuerError as exc:
+            log.error("health: %s", exc.description)
             return JSONResponse({"status": "unavailable", "error": exc.error,
-                                 "error_description": exc.description}, status_code=503)
+                                 "error_description": SERVER_FAILURES.get(
+                                     exc.error, "the issuer can't mint now")}, status_code=503)
         return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid,
                              "log_size": size})
 
@@ -701,22 +726,43 @@ def worker_app() -> FastAPI:
                       shared_limits=True)
 
 
+def worker_app_json_log() -> ASGIApp:
+    """A worker's application with one JSON log line per request (``--log-format json``)."""
+    return RequestLog(worker_app())
+
+
 def serve(authority: Authority, host: str, port: int,
           log_level: Literal["info", "warning"] = "info", access_log: bool = True,
+          log_format: LogFormat = "text", sock: socket.socket | None = None,
           workers: int = 1) -> None:
-    """Run the service under uvicorn until interrupted; with ``workers`` > 1, that many
-    processes share the port and the database (docs/operations.md)."""
-    import os
-
+    """Run the service under uvicorn until interrupted, on ``sock`` or on ``host:port``
+    (docs/operations.md: logs, reverse proxy); with ``workers`` > 1, that many processes
+    share the socket and the database (docs/operations.md)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    sock = sock or listen(host, port)
     options: dict[str, Any] = dict(host=host, port=port, log_level=log_level,
-                                   access_log=access_log, server_header=False,
-                                   proxy_headers=False)
-    if workers > 1:
-        os.environ["ISSUER_CONFIG"] = str(authority.config.path)  # what each worker loads
-        authority.close()
-        uvicorn.run("issuer.service.app:worker_app", factory=True, workers=workers, **options)
-        return
-    uvicorn.run(create_app(authority, maintenance_interval=_maintenance_interval(authority)),
-                **options)
+                                   log_config=log_config(log_format),
+                                   access_log=access_log and log_format == "text",
+                                   server_header=False, proxy_headers=False)
+    json_requests = access_log and log_format == "json"
+    tail = AuditTail(authority)  # one process logs the audit events, however many serve
+    tail.thread.start()
+    try:
+        if workers > 1:
+            os.environ["ISSUER_CONFIG"] = str(authority.config.path)  # what each worker loads
+            factory = "worker_app_json_log" if json_requests else "worker_app"
+            config = uvicorn.Config(f"issuer.service.app:{factory}", factory=True,
+                                    workers=workers, **options)
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        app: ASGIApp = create_app(authority,
+                                  maintenance_interval=_maintenance_interval(authority))
+        if json_requests:
+            app = RequestLog(app)  # uvicorn's access line is text; this one is a JSON object
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+    finally:
+        tail.stop.set()
+        tail.thread.join(timeout=10)
+        sock.close()

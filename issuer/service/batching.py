@@ -11,6 +11,7 @@ for more than the batch in progress plus its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from concurrent.futures import Future
 from issuer.core.authority import Authority
 from issuer.core.errors import AuditUnavailable, IssuerError
 from issuer.core.statements import MintRequest, MintResult
+
+LOG = logging.getLogger("issuer.service")
 
 Done = Callable[[MintResult | BaseException], None]
 _Item = tuple[MintRequest, str, str, Done]
@@ -110,11 +113,20 @@ class MintBatcher:
     def _commit(self, batch: list[_Item]) -> None:
         try:
             outcomes = self.authority.mint_group([(r, p, c) for r, p, c, _ in batch])
-        except BaseException as exc:  # the transaction failed: nothing of the batch exists
-            error = exc if isinstance(exc, IssuerError) else AuditUnavailable(
-                f"minting failed: {exc}")
-            for *_, done in batch:
-                done(error)
+        except Exception as exc:  # the transaction failed: nothing of the batch exists
+            if len(batch) > 1:
+                # One request's failure must not fail the others: each is tried alone.
+                LOG.warning("group commit of %d mints failed (%s); retrying each alone",
+                            len(batch), type(exc).__name__)
+                for item in batch:
+                    self._commit([item])
+                return
+            LOG.error("mint failed", exc_info=exc)
+            # The description reaches the caller: never the exception's own text or a path.
+            error = exc if isinstance(exc, IssuerError) and not isinstance(
+                exc, AuditUnavailable) else AuditUnavailable(
+                "the audit store could not record the statement; nothing was issued")
+            batch[0][3](error)
             return
         self.batches += 1
         for (*_, done), outcome in zip(batch, outcomes):

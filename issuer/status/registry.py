@@ -29,6 +29,7 @@ from issuer.core.errors import Conflict, NotFound, UsageError
 from issuer.keys.keystore import Keystore
 from issuer.status import statuslist
 from issuer.store.audit import AuditStore, StatementRecord
+from issuer.store.integrity import list_event
 
 BITS = 2
 STATUS_NAMES = {statuslist.VALID: "active", statuslist.INVALID: "revoked",
@@ -108,8 +109,9 @@ class StatusRegistry:
 
     # --- allocation (inside the mint transaction) ---------------------------------------------
 
-    def allocate(self, count: int, now: int) -> list[StatusRef]:
-        """``count`` fresh indices, rolling over to new lists as they fill."""
+    def allocate(self, count: int, now: int, *, actor: str, channel: str) -> list[StatusRef]:
+        """``count`` fresh indices, rolling over to new lists as they fill (a new list is an
+        audit event: its bits, size and a digest of its key are what `audit verify` checks)."""
         refs: list[StatusRef] = []
         conn = self.audit.conn
         while len(refs) < count:
@@ -117,7 +119,7 @@ class StatusRegistry:
                                "WHERE next_counter < size ORDER BY created_at DESC, id LIMIT 1"
                                ).fetchone()
             if row is None:
-                row = self._new_list(now)
+                row = self._new_list(now, actor, channel)
             list_id, size, key, counter = row[0], int(row[1]), bytes(row[2]), int(row[3])
             take = min(count - len(refs), size - counter)
             permute = IndexPermutation(key, size)
@@ -127,13 +129,16 @@ class StatusRegistry:
                          (counter + take, list_id))
         return refs
 
-    def _new_list(self, now: int) -> tuple[str, int, bytes, int]:
+    def _new_list(self, now: int, actor: str, channel: str) -> tuple[str, int, bytes, int]:
         list_id = b64url(secrets.token_bytes(8))
         key = secrets.token_bytes(32)
         size = self.config.status_list_size
         self.audit.conn.execute(
             "INSERT INTO status_lists (id, bits, size, prp_key, next_counter, version, created_at)"
             " VALUES (?, ?, ?, ?, 0, 0, ?)", (list_id, BITS, size, key, now))
+        self.audit.append_event(time=now, type="status_list.created", actor=actor,
+                                channel=channel, subject=list_id,
+                                data=list_event(list_id, BITS, size, key, now))
         return list_id, size, key, 0
 
     # --- changes --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The audit store: every issued statement and every event, in one database (SPEC "Audit"):
+"""The audit store: every issued statement and every event, in one database (docs/audit.md):
 a SQLite file, or PostgreSQL shared by several replicas (:mod:`issuer.store.engine`).
 
 Two kinds of rows:
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,164 +35,33 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from issuer.core.config import is_database_url
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import AuditUnavailable, NotFound
-from issuer.log.tlog import LogVerificationError, TransparencyLog, entry_bytes
-from issuer.store.engine import BUSY_TIMEOUT_MS, Connection
-
-#: One entry per schema version, numbered from 1 and forward-only; the engine's schema version
-#: (SQLite ``PRAGMA user_version``, PostgreSQL ``schema_version``) says how many have run. The
-#: SQL is portable: INTEGER, TEXT and BLOB columns, which PostgreSQL gets as BIGINT, TEXT, BYTEA.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE events (
-        idx INTEGER PRIMARY KEY,
-        time INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        data TEXT NOT NULL
-    );
-    -- (type, idx), not (type, subject): a statement's subject is its random jti, and an index
-    -- on it would cost a random insert per mint. Lookups by subject scan one type's rows.
-    CREATE INDEX events_type ON events (type, idx);
-    CREATE TABLE statements (
-        jti TEXT PRIMARY KEY,
-        digest TEXT NOT NULL UNIQUE,
-        iss TEXT NOT NULL,
-        kid TEXT NOT NULL,
-        alg TEXT NOT NULL,
-        template TEXT NOT NULL,
-        template_digest TEXT NOT NULL,
-        software_id TEXT,
-        software_version TEXT,
-        iat INTEGER NOT NULL,
-        exp INTEGER NOT NULL,
-        principal TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        log_index INTEGER NOT NULL UNIQUE,
-        revoked_at INTEGER,
-        revocation_reason TEXT,
-        status_list TEXT,
-        status_idx INTEGER,
-        status INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX statements_template ON statements (template, log_index);
-    CREATE INDEX statements_software_id ON statements (software_id, log_index);
-    CREATE INDEX statements_iat ON statements (iat);
-    CREATE INDEX statements_kid ON statements (kid, exp);
-    CREATE TABLE template_versions (
-        name TEXT NOT NULL,
-        digest TEXT NOT NULL,
-        content TEXT NOT NULL,
-        recorded_at INTEGER NOT NULL,
-        log_index INTEGER NOT NULL UNIQUE
-    );
-    CREATE INDEX template_versions_name ON template_versions (name, log_index);
-    """,
-    # 2: API tokens of the HTTP service; only a hash of each secret is kept.
-    """
-    CREATE TABLE api_tokens (
-        name TEXT PRIMARY KEY,
-        token_id TEXT NOT NULL UNIQUE,
-        secret_hash TEXT NOT NULL,
-        role TEXT NOT NULL,
-        templates TEXT NOT NULL,
-        rate_limit TEXT,
-        created_at INTEGER NOT NULL,
-        created_by TEXT NOT NULL,
-        revoked_at INTEGER
-    );
-    """,
-    # 3: the transparency log over the events (docs/transparency-log.md): hashes of complete
-    # subtrees, and a signed checkpoint after every transaction that appended.
-    """
-    CREATE TABLE log_nodes (
-        level INTEGER NOT NULL,
-        idx INTEGER NOT NULL,
-        hash BLOB NOT NULL,
-        PRIMARY KEY (level, idx)
-    ) WITHOUT ROWID;
-    CREATE TABLE log_checkpoints (
-        tree_size INTEGER PRIMARY KEY,
-        root_hash BLOB NOT NULL,
-        note TEXT NOT NULL,
-        time INTEGER NOT NULL
-    );
-    """,
-    # 4: Token Status Lists (docs/revocation.md): one row per list; each statement's entry and
-    # status are columns of its row (statements.status_list, status_idx, status).
-    """
-    CREATE TABLE status_lists (
-        id TEXT PRIMARY KEY,
-        bits INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        prp_key BLOB NOT NULL,
-        next_counter INTEGER NOT NULL,
-        version INTEGER NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
-    CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
-    """,
-    # 5: trusted publishing (docs/pipelines.md): statements minted through a CI publisher,
-    # tokens that expire and say when they were last used, CI token ids accepted once, and
-    # the Idempotency-Key of HTTP mints.
-    """
-    ALTER TABLE statements ADD COLUMN publisher TEXT;
-    ALTER TABLE statements ADD COLUMN repository TEXT;
-    CREATE INDEX statements_publisher ON statements (publisher, log_index)
-        WHERE publisher IS NOT NULL;
-    CREATE INDEX statements_repository ON statements (repository, log_index)
-        WHERE repository IS NOT NULL;
-    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
-    ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
-    ALTER TABLE api_tokens ADD COLUMN rotated_at INTEGER;
-    ALTER TABLE api_tokens ADD COLUMN publisher TEXT;
-    ALTER TABLE api_tokens ADD COLUMN origin TEXT;
-    CREATE TABLE ci_token_ids (
-        issuer TEXT NOT NULL,
-        jti TEXT NOT NULL,
-        exp INTEGER NOT NULL,
-        PRIMARY KEY (issuer, jti)
-    ) WITHOUT ROWID;
-    CREATE TABLE idempotency_keys (
-        scope TEXT NOT NULL,
-        key TEXT NOT NULL,
-        request_digest TEXT NOT NULL,
-        jti TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        PRIMARY KEY (scope, key)
-    ) WITHOUT ROWID;
-    """,
-    # 6: several replicas on one database (docs/operations.md): the row every write transaction
-    # locks first and that numbers the log's entries; rate limit state shared by the replicas.
-    """
-    CREATE TABLE log_sequencer (
-        id INTEGER PRIMARY KEY CHECK (id = 0),
-        next_idx INTEGER NOT NULL
-    );
-    INSERT INTO log_sequencer (id, next_idx) SELECT 0, COALESCE(MAX(idx) + 1, 0) FROM events;
-    CREATE TABLE rate_limits (
-        key TEXT PRIMARY KEY,
-        tat_ms INTEGER NOT NULL
-    );
-    """,
+from issuer.core.errors import (
+    AuditUnavailable,
+    ConfigError,
+    Conflict,
+    NotFound,
+    UnusableDatabase,
 )
+from issuer.log.tlog import TransparencyLog, entry_bytes
+from issuer.store.engine import BUSY_TIMEOUT_MS, Connection, describe
+from issuer.store.migrations import FIRST_RELEASED_VERSION, MIGRATIONS, STATE_LOGGED_VERSION
 
-_STATUS_VALUES = {"statement.revoked": 1, "statement.suspended": 2, "statement.unsuspended": 0}
+__all__ = ["DATABASE_ERRORS", "STATE_LOGGED_VERSION", "AuditStore", "StatementRecord"]
+
+#: What the database engine raises when the file is unreadable or damaged.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+
 #: Status list columns of a statements row (the status registry's, not part of the record).
 _STATUS_COLUMNS = ("status_list", "status_idx", "status")
 #: Record fields kept only in the ``statement.issued`` event, not in the statements row.
 _STORED_IN_EVENT = ("claims", "mint_values", "software_statement", "ci_claims")
-#: The schema version that created the transparency log tables.
-LOG_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
 class StatementRecord:
-    """The audit record of one statement: every field of SPEC "Audit"."""
+    """The audit record of one statement: every field of docs/audit.md."""
 
     jti: str
     digest: str
@@ -246,13 +116,32 @@ class Event:
         return asdict(self)
 
 
+#: How every refusal to open a database ends: what the user can do about it.
+RESTORE_HINT = ("only `issuer init` creates a database: restore it from a backup "
+                "(docs/operations.md, \"Backup and restore\") or fix `database` in issuer.toml")
+
+
+def _prepare_file(path: Path, *, create: bool) -> None:
+    """Only ``create`` (``issuer init``) makes a new SQLite file, and makes it 0600: it holds
+    token hashes and the status lists' permutation keys. SQLite gives the WAL and
+    shared-memory files the database file's mode."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    elif not path.is_file():
+        raise UnusableDatabase(f"no issuer database at {path}; {RESTORE_HINT}")
+    elif path.stat().st_size == 0:
+        raise UnusableDatabase(f"the issuer database {path} is empty; {RESTORE_HINT}")
+
+
 class AuditStore:
     """Append-only records of statements and events, on either engine."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, create: bool = False) -> None:
         self.conn = conn
         self.path = conn.described
         self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []  # closed with the store
         #: The transparency log every appended event also enters (attached by the Authority).
         self.log: TransparencyLog | None = None
         self._appended_at: int | None = None  # time of the last event of the open transaction
@@ -264,35 +153,62 @@ class AuditStore:
         # One connection is shared by the threads of the service; SQLite serialises inside a
         # connection only per call, so whole transactions take this lock.
         self.lock = threading.RLock()
-        self._migrate()
+        self._migrate(create)
 
     @classmethod
-    def open(cls, database: Path | str) -> AuditStore:
+    def open(cls, database: Path | str, *, create: bool = False) -> AuditStore:
+        """Open this issuer's database; only ``create`` (``issuer init``) makes a new one
+        (a SQLite file; a PostgreSQL database is created empty by its administrator)."""
+        if not is_database_url(database):
+            _prepare_file(Path(database), create=create)
         conn: Connection | None = None
         try:
             conn = Connection(database)
-            return cls(conn)
+            return cls(conn, create=create)
         except (sqlite3.Error, AuditUnavailable) as exc:
             if conn is not None:
                 conn.close()
             detail = exc.description if isinstance(exc, AuditUnavailable) else str(exc)
-            raise AuditUnavailable(f"cannot open audit database: {detail}") from None
+            raise UnusableDatabase(f"cannot open the issuer database {describe(database)}: "
+                                   f"{detail}; {RESTORE_HINT}") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
 
     def close(self) -> None:
+        # Readers too: a connection left open on a file that `issuer restore` then moves into
+        # place would share its inode with the new connections and fail them.
+        with self.lock:
+            readers, self._reader_conns = self._reader_conns, []
+        for reader in readers:
+            reader.close()
         self.conn.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         with self.lock:
             self.conn.begin_write()
             try:
                 self.conn.lock_schema()
                 version = self.conn.schema_version()
-                #: The schema version this open found (the log catches up only on upgrade).
-                self.opened_at_version = version
+                if create and version > 0:  # a PostgreSQL database init was given
+                    raise Conflict(f"the database {self.path} already holds an issuer's "
+                                   "records; refusing to overwrite it")
+                if version == 0 and not create:
+                    raise UnusableDatabase(f"{self.path} holds no issuer database (no schema); "
+                                           f"{RESTORE_HINT}")
+                if 0 < version < FIRST_RELEASED_VERSION:
+                    raise UnusableDatabase(f"{self.path} has schema version {version}, from "
+                                           "before the first release; it cannot be upgraded")
                 if version > len(MIGRATIONS):  # forward-only: never run on a newer schema
-                    raise AuditUnavailable(
-                        f"audit store {self.path} has schema version {version}, newer than "
-                        f"this issuer's {len(MIGRATIONS)}; upgrade the issuer")
+                    raise UnusableDatabase(f"{self.path} has schema version {version}, newer "
+                                           f"than this issuer's {len(MIGRATIONS)}: upgrade "
+                                           "the issuer package")
+                #: The schema version this open found (upgrades log what it did not).
+                self.opened_at_version = int(version)
+                if 0 < version < STATE_LOGGED_VERSION and not self.conn.postgresql \
+                        and self.path != ":memory:":
+                    _owner_only(Path(self.path))  # schema 4 created them 0644
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     self.conn.script(script)
                     self.conn.set_schema_version(number)
@@ -510,9 +426,12 @@ class AuditStore:
                 with self.lock:
                     rows: list[tuple[Any, ...]] = self.conn.execute(sql, params).fetchall()
                     return rows
+            # Used by its own thread only; closed by close() from whichever thread closes.
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
+                                   timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             self._readers.conn = conn
+            with self.lock:
+                self._reader_conns.append(conn)
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -535,8 +454,10 @@ class AuditStore:
                    since: int | None = None, kid: str | None = None,
                    after_index: int | None = None, limit: int | None = None,
                    revoked: bool | None = None, publisher: str | None = None,
-                   repository: str | None = None) -> list[StatementRecord]:
-        """Statements in issue order, filtered; ``after_index`` is the pagination cursor."""
+                   repository: str | None = None, newest_first: bool = False
+                   ) -> list[StatementRecord]:
+        """Statements in issue order (or newest first), filtered; ``after_index`` is the
+        pagination cursor."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
@@ -556,57 +477,10 @@ class AuditStore:
         sql = _RECORDS
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY s.log_index"
+        sql += " ORDER BY s.log_index" + (" DESC" if newest_first else "")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_record(row) for row in self.query(sql, params)]
-
-    def check_statement_rows(self) -> int:
-        """Every queryable statement row must equal the ``statement.issued`` entry it points
-        at, column by column, and its revocation columns the logged revocation (the log covers
-        the entries; this covers the copies)."""
-        checked = 0
-        with self.lock:
-            revocations = {row[0]: (row[1], json.loads(row[2]).get("reason")) for row in
-                           self.conn.execute("SELECT subject, time, data FROM events WHERE "
-                                             "type = 'statement.revoked' ORDER BY idx")}
-            statuses = {row[0]: _STATUS_VALUES[row[1]] for row in self.conn.execute(
-                "SELECT subject, type FROM events WHERE type IN ('statement.revoked', "
-                "'statement.suspended', 'statement.unsuspended') ORDER BY idx")}
-            cursor = self.conn.execute(
-                "SELECT s.*, e.type AS e_type, e.subject AS e_subject, e.data AS e_data "
-                "FROM statements s LEFT JOIN events e ON e.idx = s.log_index ORDER BY s.log_index")
-            names = [d[0] for d in cursor.description]
-            while batch := cursor.fetchmany(1024):
-                for values in batch:
-                    row = dict(zip(names, values))
-                    kind, subject, data = row.pop("e_type"), row.pop("e_subject"), row.pop("e_data")
-                    where = f"statement {row['jti']} (log entry {row['log_index']})"
-                    if kind != "statement.issued" or subject != row["jti"]:
-                        raise LogVerificationError(f"{where} points at an entry that is not "
-                                                   "its issuance")
-                    issued = json.loads(data)
-                    ref = issued.get("claims", {}).get("status", {}).get("status_list", {})
-                    if (row["status_list"], row["status_idx"]) != (
-                            str(ref.get("uri", "")).rsplit("/", 1)[-1] or None, ref.get("idx")):
-                        raise LogVerificationError(f"{where}: status list entry differs from "
-                                                   "the signed statement's")
-                    if row["status"] != statuses.get(row["jti"], 0):
-                        raise LogVerificationError(f"{where}: status differs from its logged "
-                                                   "status changes")
-                    for column, value in row.items():
-                        if column in ("log_index", "revoked_at", "revocation_reason",
-                                      *_STATUS_COLUMNS):
-                            continue
-                        if issued.get(column) != value:
-                            raise LogVerificationError(f"{where}: column '{column}' differs "
-                                                       "from the logged issuance")
-                    if (row["revoked_at"], row["revocation_reason"]) != \
-                            revocations.get(row["jti"], (None, None)):
-                        raise LogVerificationError(f"{where}: revoked_at/revocation_reason "
-                                                   "differ from its logged revocation")
-                    checked += 1
-        return checked
 
     def statement_counts_by_kid(self) -> dict[str, int]:
         """How many statements each key signed."""
@@ -634,9 +508,58 @@ class AuditStore:
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
         return [_event(row) for row in self.query(sql, params)]
 
+    def logged_token(self, name: str) -> tuple[dict[str, Any] | None, int | None]:
+        """What the log says of API token ``name``: its newest creation record, and when it
+        was revoked (on this thread's reader: the service checks every request with it)."""
+        created, revoked = None, None
+        for kind, time, data in self.read(
+                "SELECT type, time, data FROM events WHERE type IN ('token.created', "
+                "'token.recorded', 'token.revoked') AND subject = ? ORDER BY idx", (name,)):
+            if kind == "token.revoked":
+                revoked = int(time)
+            else:
+                created = dict(json.loads(data))
+        return created, revoked
+
+    def backup(self, target: Path) -> int:
+        """An online, consistent copy of the database into the new file ``target`` (0600),
+        by SQLite's backup API: writers may go on meanwhile. Returns the copy's entry count.
+        A PostgreSQL database is backed up by its own tools (docs/operations.md)."""
+        if self.conn.postgresql:
+            raise ConfigError(f"issuer backup copies a SQLite database; back up {self.path} "
+                              "with pg_dump (docs/operations.md, \"Backup and restore\")")
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                with self.lock:
+                    self.conn.sqlite_backup(copy)
+                if copy.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise AuditUnavailable(f"the backup {target} does not pass SQLite's check")
+                return int(copy.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            finally:
+                copy.close()
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+    def log_key_event(self) -> dict[str, Any] | None:
+        """What the ``log.key_generated`` event that started this database's log says."""
+        with self.lock:
+            row = self.conn.execute("SELECT data FROM events WHERE type = 'log.key_generated' "
+                                    "ORDER BY idx LIMIT 1").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def template_history(self, name: str) -> list[Event]:
         """The recorded versions of a template, oldest first."""
         return self.events(type_prefix="template.", subject=name)
+
+
+def _owner_only(path: Path) -> None:
+    """The database and its WAL hold token hashes and status list keys: owner only."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
 
 
 def _looks_like_digest(ref: str) -> bool:

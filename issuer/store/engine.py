@@ -162,6 +162,12 @@ class Connection:
                 raw.close()
         self.engine.dispose()
 
+    def sqlite_backup(self, target: sqlite3.Connection) -> None:
+        """SQLite's online backup of this database into ``target`` (writers may go on)."""
+        raw = self._open()
+        with self._errors():
+            raw.driver_connection.backup(target)
+
     def read_once(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One read on a pooled connection of its own, returned to the pool at once: threads
         that only read never queue behind this connection's write transaction."""

@@ -23,6 +23,7 @@ What it guarantees (docs/verifying.md):
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,8 +127,12 @@ class StatementVerifier:
         claimed = parsed.unverified_claims().get("iss")
         entry = self._issuers.get(claimed) if isinstance(claimed, str) else None
         if entry is None:
+            near = difflib.get_close_matches(str(claimed), list(self._issuers), n=1, cutoff=0.9)
+            # A trailing slash or a case difference is invisible unless both values are shown.
             raise UnapprovedSoftwareStatement(
-                f"software statement rejected: issuer {claimed!r} is not trusted here")
+                f"software statement rejected: issuer {claimed!r} is not trusted here"
+                + (f" (the trusted issuer is {near[0]!r}: iss must match it exactly)"
+                   if near else ""))
         trusted = entry.config
         kid = header.get("kid") if isinstance(header.get("kid"), str) else None
         jwks = trusted.jwks if entry.jwks is None else entry.jwks.get(kid)

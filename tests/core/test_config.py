@@ -1,4 +1,4 @@
-"""SPEC "Configuration": lookup order, ISSUER_* overrides, clear errors."""
+"""docs/configuration.md: lookup order, ISSUER_* overrides, clear errors."""
 
 from __future__ import annotations
 

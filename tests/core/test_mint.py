@@ -233,8 +233,12 @@ def test_batch_cli(cli: Cli, tmp_path: Path) -> None:
         ('{"template": 5}\n', "'template' must be a template name string"),
         ('{"template": "desktop-agent", "claims": "x"}\n', "'claims' must be a JSON object"),
         ("\n\n", "no mint requests"),
-        ('{"template": "desktop-agent", "claims": {"software_version": "1"}}\n'
-         '{"template": "desktop-agent", "claims": {}}\n', "item 2: "),
+        # the line number, counting blank lines, names the failing request (not its item number)
+        ('{"template": "desktop-agent", "claims": {"software_version": "1"}}\n\n'
+         '{"template": "desktop-agent", "claims": {}}\n', "batch.jsonl:3: "),
+        ('{"template": "desktop-agent", "claims": {"software_version": "1"}}\n\n'
+         '{"template": "desktop-agnt", "claims": {}}\n',
+         "batch.jsonl:3: no template named 'desktop-agnt'"),
     ],
 )
 def test_bad_batch_files_mint_nothing(cli: Cli, tmp_path: Path, content: str, text: str) -> None:

@@ -1,4 +1,4 @@
-"""SPEC "Templates": every rule refuses a bad template with a message naming file, claim, rule."""
+"""docs/templates.md: every rule refuses a bad template with a message naming file, claim, rule."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from issuer.core.errors import NotFound, TemplateError
 from issuer.core.templates import TemplateStore
-from tests.conftest import Cli, write_template
+from tests.conftest import Cli, assert_one_line_error, write_template
 
 MAX = 400 * 86400
 
@@ -74,7 +74,7 @@ def test_base_claims_are_valid(tmp_path: Path) -> None:
     assert len(template.digest) == 64
 
 
-# Every rule of SPEC "Templates", each refused with the claim and the RFC it comes from.
+# Every rule of docs/templates.md, each refused with the claim and the RFC it comes from.
 RULES = [
     # RFC 7591 section 2 metadata types
     ("array where the registry says array", without(redirect_uris="https://app.example.com/cb"),
@@ -345,3 +345,88 @@ def test_any_claims_are_checked_without_crashing(claims: dict[str, Any]) -> None
     for finding in metadata.check_claims(claims):
         assert finding.level in ("error", "warning")
         assert "\n" not in finding.message
+
+
+def test_a_child_removes_an_inherited_claim(tmp_path: Path, cli: Cli) -> None:
+    """remove_claims: switch from the parent's jwks_uri to an inline jwks (never both)."""
+    s = put(tmp_path, "base", BASE_CLAIMS, lifetime="90d")
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                      "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}
+    (s.directory / "inline.toml").write_text(template_text({"jwks": jwks}, extends="base",
+                                                           lifetime=None,
+                                                           remove_claims=["jwks_uri"]))
+    inline = s.load("inline")
+    assert "jwks_uri" not in inline.claims and inline.claims["jwks"] == jwks
+    assert inline.digest != s.load("base").digest
+    # without the removal, the child would carry both: refused
+    (s.directory / "both.toml").write_text(template_text({"jwks": jwks}, extends="base",
+                                                         lifetime=None))
+    with pytest.raises(TemplateError, match="jwks"):
+        s.load("both")
+    # a grandchild inherits the claim as absent and may set it again
+    (s.directory / "again.toml").write_text(template_text(
+        {"jwks_uri": "https://other.example/jwks.json"}, extends="inline", lifetime=None,
+        remove_claims=["jwks"]))
+    assert s.load("again").claims["jwks_uri"] == "https://other.example/jwks.json"
+    # end to end: a minted statement carries no removed claim
+    write_template(cli.home, "inline-cli", template_text({"jwks": jwks}, extends="mcp-connector",
+                                                         lifetime=None,
+                                                         remove_claims=["jwks_uri"]))
+    minted = cli("mint", "inline-cli", "--set", "software_version=1", "--json")
+    assert minted.exit_code == 0, minted.stderr
+    claims = json.loads(cli("verify", json.loads(minted.stdout)["software_statement"]).stdout)
+    assert "jwks_uri" not in claims and claims["jwks"] == jwks
+
+
+@pytest.mark.parametrize(
+    ("remove", "claims", "message"),
+    [
+        (["jwks_url"], {}, "claim 'jwks_url' is not inherited from an extended template: "
+                           "nothing to remove; did you mean 'jwks_uri'?"),
+        (["jwks_uri"], {"jwks_uri": "https://x.example/j.json"},
+         "claim 'jwks_uri': is both in remove_claims and in [claims]"),
+        ("jwks_uri", {}, "key 'remove_claims': must be an array of claim names"),
+    ],
+)
+def test_bad_removals_are_refused(tmp_path: Path, remove: Any, claims: dict[str, Any],
+                                  message: str) -> None:
+    s = put(tmp_path, "base", BASE_CLAIMS, lifetime="90d")
+    (s.directory / "t.toml").write_text(template_text(claims, extends="base", lifetime=None,
+                                                      remove_claims=remove))
+    with pytest.raises(TemplateError) as info:
+        s.load("t")
+    assert message in info.value.description and "t.toml" in info.value.description
+
+
+def test_a_mistyped_template_name_gets_a_suggestion(cli: Cli) -> None:
+    assert_one_line_error(cli("mint", "mcp-conector", "--set", "software_version=1"), 1,
+                          "no template named 'mcp-conector'", "did you mean 'mcp-connector'?")
+    assert_one_line_error(cli("templates", "show", "desktop-agnet"), 1,
+                          "did you mean 'desktop-agent'?")
+    assert_one_line_error(cli("mint", "zzzz"), 1, "no template named 'zzzz'")
+    assert "did you mean" not in cli("mint", "zzzz").stderr  # nothing near: no guess
+    assert_one_line_error(cli("audit", "list", "--template", "workflow-runer"), 1,
+                          "did you mean 'workflow-runner'?")
+    # a real template with no statements yet is an empty list, not an error
+    assert cli("audit", "list", "--template", "workflow-runner", "--json").stdout.strip() == "[]"
+
+
+def test_template_changed_records_who_edited_the_file(cli: Cli) -> None:
+    import os
+    import pwd
+
+    path = cli.home / "templates" / "desktop-agent.toml"
+    assert cli("mint", "desktop-agent", "--set", "software_version=1").exit_code == 0
+    path.write_text(path.read_text().replace('lifetime = "90d"', 'lifetime = "30d"'))
+    os.utime(path, (1_790_000_000, 1_790_000_000))
+    assert cli("mint", "desktop-agent", "--set", "software_version=2").exit_code == 0
+    history = json.loads(cli("templates", "history", "desktop-agent", "--json").stdout)
+    changed = history[-1]
+    assert changed["type"] == "template.changed"
+    edited = {e["template"]: e for e in changed["data"]["edited"]}
+    assert edited["desktop-agent"] == {"template": "desktop-agent", "file": str(path),
+                                       "owner": pwd.getpwuid(os.getuid()).pw_name,
+                                       "mtime": "2026-09-21T14:13:20Z"}
+    assert set(edited) == {"desktop-agent", "publisher-base"}  # every file of the chain
+    text = cli("templates", "history", "desktop-agent").stdout
+    assert f"{path} edited by {pwd.getpwuid(os.getuid()).pw_name} at 2026-09-21T14:13:20Z" in text

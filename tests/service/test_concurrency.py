@@ -17,7 +17,7 @@ from issuer.core.statements import MintRequest
 from issuer.log.tlog import verify_log
 from issuer.service.batching import MintBatcher
 from issuer.verifier.trust import StatementVerifier, TrustedIssuer
-from tests.conftest import START
+from tests.conftest import START, verified_statements
 
 
 def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
@@ -78,7 +78,7 @@ def test_group_commit_keeps_each_request_apart(auth: Authority) -> None:
             assert records[result.jti].principal == f"client-{n}"  # type: ignore[union-attr]
     assert batcher.batches == 2  # 24 requests: the lone first one, then the other 23 together
     assert verify_log(auth.log).entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == 18
+    assert verified_statements(auth) == 18
 
 
 def test_a_failed_commit_fails_the_whole_group(auth: Authority,
@@ -92,12 +92,41 @@ def test_a_failed_commit_fails_the_whole_group(auth: Authority,
 
     monkeypatch.setattr(AuditStore, "record_statements", broken)
     batcher = MintBatcher(auth)
-    with pytest.raises(IssuerError, match="disk full"):
+    with pytest.raises(IssuerError, match="could not record the statement") as failed:
         batcher.mint(MintRequest("desktop-agent", {"software_version": "1"}), principal="p",
                      channel="http")
+    assert "disk full" not in failed.value.description  # no exception text, no path
+    assert str(auth.config.database) not in failed.value.description
     batcher.stop()
     monkeypatch.undo()
     assert auth.audit.count_statements() == 0
+
+
+def test_a_failed_group_commit_retries_each_request_alone(
+        auth: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit that fails for the group (here: any group of more than one) must not fail the
+    requests in it: each is retried alone, and all of them are recorded."""
+    from issuer.store.audit import AuditStore
+
+    real = AuditStore.record_statements
+
+    def flaky(self: AuditStore, records: list[object], **kwargs: object) -> object:
+        if len(records) > 1:
+            import sqlite3
+
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, records, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AuditStore, "record_statements", flaky)
+    batcher = MintBatcher(auth)
+    outcomes: list[object] = []
+    batch = [(MintRequest("desktop-agent", {"software_version": str(i)}), "p", "http",
+              outcomes.append) for i in range(12)]
+    batcher._commit(batch)
+    assert len(outcomes) == 12 and all(not isinstance(o, BaseException) for o in outcomes)
+    monkeypatch.undo()
+    assert auth.audit.count_statements() == 12
+    assert verified_statements(auth) == 12
 
 
 def test_batch_of_a_thousand_then_verify(auth: Authority) -> None:
@@ -108,7 +137,7 @@ def test_batch_of_a_thousand_then_verify(auth: Authority) -> None:
                                                         results[0].log_index + 1000))
     report = verify_log(auth.log)
     assert report.entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == 1000
+    assert verified_statements(auth) == 1000
 
 
 def test_one_verifier_shared_by_threads(auth: Authority) -> None:
@@ -144,5 +173,5 @@ def test_scale_small(home: Path) -> None:
         auth.mint(MintRequest("desktop-agent", {"software_version": str(i)}), principal="p",
                   channel="http")
     assert verify_log(auth.log).entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == 2120
+    assert verified_statements(auth) == 2120
     auth.close()

@@ -150,7 +150,9 @@ def test_the_github_action_fails_cleanly(served_pipeline: Served,
     finally:
         github.actions_claims = {}
     assert result.returncode == 1 and outputs == {}
-    assert "issuer: error:" in result.stderr and "claim 'ref'" in result.stderr
+    # the action mints with --json, so the error is the JSON error object (docs/cli.md)
+    error = json.loads(result.stderr.strip().splitlines()[-1])
+    assert error["error"] == "remote_error" and "claim 'ref'" in error["error_description"]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "software-statement.jwt").exists()
     # No id-token permission: the runner sets no request URL.

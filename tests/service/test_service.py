@@ -428,3 +428,44 @@ def test_jwks_rechecks_the_keystore_at_most_once_per_interval(auth: Authority) -
 
     time.sleep(0.35)
     assert new.kid in {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+
+
+@pytest.mark.parametrize("raw", [
+    '{"template": "desktop-agent", "claims": {"software_version": NaN}}',
+    '{"template": "desktop-agent", "claims": {"software_version": Infinity}}',
+    '{"template": "desktop-agent", "claims": {"software_version": "\\ud800"}}',
+    '{"template": "desktop-agent", "claims": {"software_version": "1", "tos_uri": ["\\udfff"]}}',
+])
+def test_unencodable_claim_values_are_a_400_for_that_request_alone(api: Api, raw: str) -> None:
+    before = api.auth.audit.count_statements()
+    r = api.client.post("/v1/statements", content=raw.encode(), headers={
+        **api.h("ci-desktop"), "Content-Type": "application/json"})
+    body = assert_error(r, 400, "invalid_request")
+    assert "Error" not in body["error_description"] and "/" not in body["error_description"]
+    ok = api.mint("ci-desktop", "desktop-agent", {"software_version": "2"})
+    assert ok.status_code == 201, ok.text
+    assert api.auth.audit.count_statements() == before + 1
+
+
+def test_health_and_mint_say_when_no_key_can_sign(api: Api) -> None:
+    assert api.client.get("/healthz").json()["status"] == "ok"
+    kid = api.auth.keystore.active().kid
+    pem = api.auth.config.keys_dir / f"{kid}.pem"
+    pem.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+    health = api.client.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert str(api.auth.config.keys_dir) not in health.text
+    r = api.mint("ci-desktop", "desktop-agent", {"software_version": "1"})
+    body = assert_error(r, 503, "keystore_error")
+    assert str(api.auth.config.keys_dir) not in body["error_description"]
+    assert "/" not in body["error_description"]
+
+
+def test_a_mistyped_template_gets_a_suggestion_within_the_callers_reach(api: Api) -> None:
+    admin = assert_error(api.mint("admin", "mcp-conector"), 404, "not_found")
+    assert "did you mean 'mcp-connector'?" in admin["error_description"]
+    minter = assert_error(api.mint("ci-desktop", "desktop-agnt"), 403, "insufficient_scope")
+    assert "did you mean 'desktop-agent'?" in minter["error_description"]
+    # a minter learns no template it may not mint: mcp-connector is not ci-desktop's
+    other = assert_error(api.mint("ci-desktop", "mcp-conector"), 403, "insufficient_scope")
+    assert "did you mean" not in other["error_description"]

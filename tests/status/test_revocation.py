@@ -24,7 +24,7 @@ from issuer.status.registry import IndexPermutation
 from issuer.verifier.jose import verify_signature
 from issuer.verifier.remote import StatusListClient
 from issuer.verifier.statement import verify
-from tests.conftest import START, Cli, assert_one_line_error
+from tests.conftest import START, Cli, assert_one_line_error, verified_statements
 
 ISS = "https://issuer.example.com"
 
@@ -111,7 +111,7 @@ def test_revoke_suspend_and_unsuspend(auth: Authority) -> None:
     from issuer.log.tlog import verify_log
 
     verify_log(auth.log)
-    assert auth.audit.check_statement_rows() == 2
+    assert verified_statements(auth) == 2
 
 
 def test_revocation_survives_a_restart_and_tampering_is_caught(home: Path, cli: Cli) -> None:

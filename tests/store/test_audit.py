@@ -1,4 +1,4 @@
-"""SPEC "Audit": every field of every statement, key and template events, queries, export."""
+"""The audit records (docs/audit.md): every field of every statement, key and template events, queries, export."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from issuer.core.authority import Authority
 from issuer.core.clock import FixedClock
-from issuer.core.errors import AuditUnavailable, NotFound
+from issuer.core.errors import NotFound, UnusableDatabase
 from issuer.core.statements import MintRequest
 from tests.conftest import START, Cli, assert_one_line_error
 
@@ -47,7 +47,7 @@ def test_events_are_gapless_and_in_order(auth: Authority) -> None:
     events = auth.audit.events()
     assert [e.idx for e in events] == list(range(len(events)))
     assert [e.type for e in events] == ["log.key_generated", "key.generated", "key.generated",
-                                        "template.recorded",
+                                        "template.recorded", "status_list.created",
                                         "statement.issued", "statement.issued",
                                         "statement.issued"]
 
@@ -92,7 +92,7 @@ def test_unusable_database_is_a_clear_error(home: Path) -> None:
         (home / f"issuer.db{suffix}").unlink(missing_ok=True)
     (home / "issuer.db").write_bytes(b"this is not a database" * 100)
     auth = Authority.from_config(home / "issuer.toml", env={})
-    with pytest.raises(AuditUnavailable, match="cannot open audit database"):
+    with pytest.raises(UnusableDatabase, match="cannot open the issuer database"):
         auth.mint(MintRequest("desktop-agent", {"software_version": "1"}), principal="a",
                   channel="cli")
 

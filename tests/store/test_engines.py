@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from issuer.core.authority import Authority
+from issuer.core.authority import Authority, init_issuer
+from issuer.core.checks import audit_verify
 from issuer.core.clock import FixedClock
-from issuer.core.errors import AuditUnavailable
+from issuer.core.errors import AuditUnavailable, UnusableDatabase
 from issuer.core.statements import MintRequest
 from issuer.log.tlog import verify_log
-from issuer.store.audit import MIGRATIONS
-from tests.conftest import START, Cli, assert_one_line_error, home_on
+from issuer.store.migrations import MIGRATIONS
+from tests.conftest import START, Cli, assert_one_line_error, home_on, verified_statements
 
 REQUEST = MintRequest("desktop-agent", {"software_version": "1.0"})
 
@@ -36,7 +37,7 @@ def test_records_log_and_revocation_on_each_engine(engine_home: Path) -> None:
     report = verify_log(auth.log)
     assert report.entries == auth.audit.next_index()
     assert [e.idx for e in auth.audit.events()] == list(range(report.entries))
-    assert auth.audit.check_statement_rows() == 5
+    assert verified_statements(auth) == 5
     assert auth.status.status_of(minted[0].jti) == 1
     auth.close()
 
@@ -46,13 +47,42 @@ def test_the_jwks_follows_key_events_another_replica_commits(engine_home: Path) 
     replica generates is served once its event commits, and audit's keyring check agrees."""
     first, second = replica(engine_home), replica(engine_home)
     before = first.keys.stamp()
-    assert first.keys.check_keyring() == 2
+    assert first.keys.keyring_problems() == []
     key = second.keys.generate(actor="admin", channel="cli")
     assert first.keys.stamp() != before
     assert key.kid in {k["kid"] for k in first.jwks()["keys"]}
-    assert first.keys.check_keyring() == 3  # the new next key; the one it superseded, revoked
+    assert first.keys.keyring_problems() == []  # the new next key; the one it superseded
+    assert len(first.keystore.keys()) == 3
     first.close()
     second.close()
+
+
+def test_audit_verify_checks_every_table_on_each_engine(engine_home: Path) -> None:
+    """The named checks run on either engine: all pass, then an un-revoked row is named."""
+    auth = replica(engine_home)
+    minted = auth.mint_many([REQUEST] * 2, principal="ci", channel="cli")
+    auth.set_status(minted[0].jti, "revoked", "leaked", actor="admin", channel="cli")
+    assert verified_statements(auth) == 2
+    auth.audit.conn.execute("UPDATE statements SET status = 0, revoked_at = NULL, "
+                            "revocation_reason = NULL WHERE jti = ?", (minted[0].jti,))
+    problems = audit_verify(auth).problems()
+    assert problems and all(minted[0].jti in p for p in problems), problems
+    auth.close()
+
+
+def test_an_empty_database_is_refused_not_initialised(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Only init creates the schema: another command on an empty PostgreSQL database is one
+    line that says how to restore."""
+    url = request.getfixturevalue("postgres").database()
+    home = tmp_path / "issuer"
+    init_issuer(home, issuer="https://issuer.example.com", alg="ES256", actor="t", env={},
+                clock=FixedClock(START), database=url).close()
+    config = home / "issuer.toml"
+    config.write_text(config.read_text().replace(url, request.getfixturevalue("postgres")
+                                                 .database()))
+    with pytest.raises(UnusableDatabase, match="holds no issuer database"):
+        replica(home).audit
 
 
 def test_migrations_are_numbered_and_forward_only(engine_home: Path) -> None:
@@ -64,7 +94,7 @@ def test_migrations_are_numbered_and_forward_only(engine_home: Path) -> None:
     assert again.audit.opened_at_version == len(MIGRATIONS)
     again.audit.conn.set_schema_version(len(MIGRATIONS) + 1)  # written by a newer issuer
     again.close()
-    with pytest.raises(AuditUnavailable, match="newer than this issuer's"):
+    with pytest.raises(UnusableDatabase, match="newer than this issuer's"):
         replica(engine_home).audit
 
 
@@ -98,7 +128,7 @@ def test_replicas_share_one_gap_free_log(engine_home: Path) -> None:
     assert len(set(entries)) == len(entries)
     assert [e.idx for e in auth.audit.events()] == list(range(auth.audit.next_index()))
     assert verify_log(auth.log).entries == auth.audit.next_index()
-    assert auth.audit.check_statement_rows() == len(records)
+    assert verified_statements(auth) == len(records)
     for each in replicas:
         each.close()
 
@@ -128,7 +158,7 @@ def test_an_unreachable_database_is_one_line_without_the_password(
         cli: Cli, postgres: object) -> None:
     closed = "postgresql://issuer:s3cret-pw@127.0.0.1:9/issuer"
     result = cli("audit", "list", env={"ISSUER_DATABASE": closed})
-    assert_one_line_error(result, 1, "cannot open audit database",
+    assert_one_line_error(result, 1, "cannot open the issuer database",
                           "postgresql://issuer:***@127.0.0.1:9/issuer")
     assert "s3cret-pw" not in result.stderr
     missing = postgres.url("no_such_db").replace("postgres@", "postgres:s3cret-pw@")  # type: ignore[attr-defined]

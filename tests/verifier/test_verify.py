@@ -226,7 +226,8 @@ def test_verify_cli(cli: Cli, tmp_path: Path, file_server: tuple[str, Path]) -> 
     assert_one_line_error(cli("verify", token, "--issuer", "https://other.example"), 1,
                           "is not the expected issuer")
     assert_one_line_error(cli("verify", token[:-4] + "AAAA"), 1, "signature does not verify")
-    assert_one_line_error(cli("verify", "garbage"), 1, "not a compact JWS")
+    assert_one_line_error(cli("verify", "gar.ba.ge"), 1, "header is not base64url-encoded JSON")
+    assert_one_line_error(cli("verify", "garbage"), 2, "cannot read garbage")
     assert_one_line_error(cli("verify", "", input=""), 2, "no statement given")
     assert_one_line_error(cli("verify", token, "--jwks", str(tmp_path / "none.json"), "--issuer",
                               ISS, config=False), 2, "cannot read JWKS file")
@@ -244,3 +245,42 @@ def test_verify_cli_refuses_expired(home: Path, cli: Cli) -> None:
     token = minted(past)
     past.close()
     assert_one_line_error(cli("verify", token), 1, "expired")
+
+
+def test_verify_cli_reads_a_file_and_answers_json_on_refusal(cli: Cli, tmp_path: Path) -> None:
+    token = cli("mint", "desktop-agent", "--set", "software_version=9").stdout.strip()
+    saved = tmp_path / "statement.jwt"
+    saved.write_text(token + "\n")
+    from_file = cli("verify", str(saved), "--json")
+    assert from_file.exit_code == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["claims"]["software_version"] == "9"
+    assert_one_line_error(cli("verify", str(tmp_path / "missing.jwt")), 2, "No such file")
+    saved.write_text(token[:-4] + "AAAA")  # a tampered statement, from the file
+    refused = cli("verify", str(saved), "--json")
+    assert refused.exit_code == 1
+    body = json.loads(refused.stdout)
+    assert body["valid"] is False and body["error"] == "invalid_software_statement"
+    assert "signature does not verify" in body["error_description"]
+    assert json.loads(refused.stderr) == {k: body[k] for k in ("error", "error_description")}
+
+
+def test_an_issuer_mismatch_shows_both_values(cli: Cli, tmp_path: Path) -> None:
+    token = cli("mint", "desktop-agent", "--set", "software_version=9").stdout.strip()
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(cli("jwks").stdout)
+    # a trailing slash is invisible unless both values are shown
+    assert_one_line_error(cli("verify", token, "--jwks", str(jwks_file), "--issuer", ISS + "/",
+                              "--no-status-check", config=False), 1,
+                          f"issuer '{ISS}' is not trusted here (the trusted issuer is '{ISS}/'")
+    assert_one_line_error(cli("verify", token, "--issuer", ISS + "/"), 1,
+                          f"iss '{ISS}' is not the expected issuer '{ISS}/'")
+
+
+def test_verify_client_id_refusal_is_json_too(cli: Cli) -> None:
+    refused = cli("verify", "--client-id", "http://example.com/client.json", "--json")
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout) == {"valid": False, **json.loads(refused.stderr)}
+    assert json.loads(refused.stderr)["error"] == "invalid_client"
+    # a usage error is no refusal: nothing on stdout
+    usage = cli("verify", "x.y.z", "--client-id", "https://example.com/c.json", "--json")
+    assert usage.exit_code == 2 and usage.stdout == ""

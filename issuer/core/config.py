@@ -110,6 +110,14 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"  # from the environment: ISSUER_SERVICE_WEB=false
+    raise ValueError(f"{value!r} is not true or false")
+
+
 def _optional_duration(value: object) -> int | None:
     """A duration, or ``"never"`` for none."""
     return None if value in (None, "never") else _duration(value)
@@ -143,6 +151,8 @@ _SCHEMA: dict[str, tuple[_Parser, object]] = {
     "service.port": (_port, 8000),
     "service.jwks_max_age": (_positive_int, 300),
     "service.rate_limit": (parse_rate_limit, "600/minute"),
+    "service.web": (_bool, True),
+    "service.session_lifetime": (_duration, "8h"),
 }
 _PATH_KEYS = ("keys_dir", "templates_dir", "database")
 
@@ -155,6 +165,10 @@ class ServiceConfig:
     port: int
     jwks_max_age: int
     rate_limit: RateLimit | None
+    #: Whether the web view for auditors is served under /ui/ (docs/web.md).
+    web: bool = True
+    #: How long a web view sign-in lasts.
+    session_lifetime: int = 8 * 3600
 
 
 @dataclass(frozen=True)
@@ -282,6 +296,8 @@ def load_config(
             port=values["service.port"],
             jwks_max_age=values["service.jwks_max_age"],
             rate_limit=values["service.rate_limit"],
+            web=values["service.web"],
+            session_lifetime=values["service.session_lifetime"],
         ),
     )
 
@@ -305,4 +321,6 @@ host = "127.0.0.1"
 port = 8000
 jwks_max_age = 300
 rate_limit = "600/minute"
+web = true                     # the web view for auditors under /ui/ (docs/web.md)
+session_lifetime = "8h"        # how long a web view sign-in lasts
 '''

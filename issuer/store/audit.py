@@ -414,18 +414,31 @@ class AuditStore:
     def statements(self, *, template: str | None = None, software_id: str | None = None,
                    since: int | None = None, kid: str | None = None,
                    after_index: int | None = None, limit: int | None = None,
-                   revoked: bool | None = None) -> list[StatementRecord]:
-        """Statements in issue order, filtered; ``after_index`` is the pagination cursor."""
+                   revoked: bool | None = None, software_version: str | None = None,
+                   principal: str | None = None, until: int | None = None,
+                   status: str | None = None, now: int | None = None) -> list[StatementRecord]:
+        """Statements in issue order, filtered; ``after_index`` is the pagination cursor.
+
+        ``since <= iat < until``; ``status`` is one of active, revoked, suspended, expired
+        (as of ``now``: an expired statement is neither active nor suspended)."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
-                              ("kid", kid)):
+                              ("kid", kid), ("software_version", software_version),
+                              ("principal", principal)):
             if value is not None:
                 where.append(f"s.{column} = ?")
                 params.append(value)
         if since is not None:
             where.append("s.iat >= ?")
             params.append(since)
+        if until is not None:
+            where.append("s.iat < ?")
+            params.append(until)
+        if status is not None:
+            clause, values = _STATUS_FILTERS[status]
+            where.append(clause)
+            params.extend(now for _ in range(values))
         if after_index is not None:
             where.append("s.log_index > ?")
             params.append(after_index)
@@ -515,6 +528,16 @@ class AuditStore:
     def template_history(self, name: str) -> list[Event]:
         """The recorded versions of a template, oldest first."""
         return self.events(type_prefix="template.", subject=name)
+
+
+#: Status filters: the clause and how many times it compares with ``now``.
+_STATUS_FILTERS: dict[str, tuple[str, int]] = {
+    "active": ("s.status = 0 AND s.exp > ?", 1),
+    "suspended": ("s.status = 2 AND s.exp > ?", 1),
+    "revoked": ("s.status = 1", 0),
+    "expired": ("s.status != 1 AND s.exp <= ?", 1),
+}
+STATUS_FILTERS = tuple(_STATUS_FILTERS)
 
 
 def _looks_like_digest(ref: str) -> bool:

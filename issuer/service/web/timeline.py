@@ -45,9 +45,9 @@ def periods(key: KeyInfo, now: int) -> list[tuple[str, int, int]]:
     marks = [("next", key.published_at or key.created_at), ("active", key.activated_at),
              ("retired", key.retired_at)]
     known = [(state, t) for state, t in marks if t is not None and t <= stop]
-    spans = []
-    for (state, start), following in zip(known, [*known[1:], ("", stop)]):
-        spans.append((state, start, following[1]))
+    spans = [(state, start, following[1])
+             for (state, start), following in zip(known, [*known[1:], ("", stop)])
+             if start < following[1] or following[0] == ""]  # a key made active never was next
     if key.revoked_at is not None:
         spans.append(("revoked", key.revoked_at, now))
     elif key.expired_at is not None:

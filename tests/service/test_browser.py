@@ -70,6 +70,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     try:
         minter = served.token("ci", "--role", "admin")
         jti_v1 = mint(served, minter, "mcp-connector", "1.0.0")
+        first_kid = next(k["kid"] for k in json.loads(served.issuer("keys", "list", "--json").stdout)
+                         if k["state"] == "active")
+        # Some key history for the timeline: two rotations, and the first key revoked.
+        for _ in range(2):
+            assert served.issuer("keys", "rotate", "--force").returncode == 0
         # A template change between two mints: the second statement's version has a diff.
         path = templates / "mcp-connector.toml"
         path.write_text(path.read_text().replace(
@@ -78,6 +83,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for n in range(3):
             mint(served, minter, "desktop-agent", f"0.{n}")
         jti_hostile = mint(served, minter, "hostile-connector", "6.6.6")
+        revoked = served.issuer("keys", "revoke", first_kid, "--reason", "superseded")
+        assert revoked.returncode == 0, revoked.stderr
         yield Site(served, served.token("web-auditor", "--role", "auditor"),
                    served.token("web-admin", "--role", "admin"), jti_v1, jti_v2, jti_hostile,
                    "claims.scope")
@@ -201,8 +208,11 @@ def test_every_other_page_renders(site: Site, browser: Any) -> None:
     expect(page).to_have_url(f"{url}/ui/statements")
 
     page.goto(f"{url}/ui/keys")
-    expect(page.locator("svg.timeline rect.seg-active")).to_have_count(1)
-    expect(page.locator("svg.timeline rect.seg-next")).to_have_count(1)
+    # Four keys: the first active, retired, revoked; two rotated through; one next.
+    expect(page.locator("svg.timeline rect.seg-active")).to_have_count(3)
+    expect(page.locator("svg.timeline rect.seg-next")).to_have_count(3)
+    expect(page.locator("svg.timeline rect.seg-retired")).to_have_count(2)
+    expect(page.locator("svg.timeline rect.seg-revoked")).to_have_count(1)
     shoot(page, "keys")
 
     page.goto(f"{url}/ui/templates")

@@ -9,7 +9,7 @@ from issuer.core.clock import rfc3339
 from issuer.keys.keystore import KeyInfo
 
 WIDTH, LABEL, ROW, BAR = 760, 150, 28, 16
-DAY = 86400
+LABEL_WIDTH = 150  # an RFC 3339 time in the axis font
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Timeline:
     label: int
     rows: list[Row]
     now_x: float
-    start: str
+    start: str | None  # the axis' first label, left out where it would run into "now"
     end: str
 
 
@@ -58,7 +58,7 @@ def periods(key: KeyInfo, now: int) -> list[tuple[str, int, int]]:
 def layout(keys: list[KeyInfo], now: int) -> Timeline:
     """Scale every key's periods to one axis from the first key's creation to a bit past now."""
     start = min((k.created_at for k in keys), default=now)
-    end = now + max(DAY, (now - start) // 10)
+    end = now + max(1, (now - start) // 10)
     scale = (WIDTH - LABEL - 10) / max(1, end - start)
 
     def x(t: int) -> float:
@@ -70,5 +70,6 @@ def layout(keys: list[KeyInfo], now: int) -> Timeline:
                             f"{state}: {rfc3339(a)} to {'now' if b == now else rfc3339(b)}")
                     for state, a, b in periods(key, now)]
         rows.append(Row(key.kid, 20 + i * ROW, segments))
-    return Timeline(WIDTH, 40 + len(keys) * ROW, LABEL, rows, x(now), rfc3339(start)[:10],
-                    rfc3339(now)[:10])
+    now_x = x(now)
+    return Timeline(WIDTH, 40 + len(keys) * ROW, LABEL, rows, now_x,
+                    rfc3339(start) if now_x - LABEL > 2 * LABEL_WIDTH else None, rfc3339(now))

@@ -2,7 +2,7 @@
 `issuer serve` on loopback, with JavaScript on and off.
 
 Every page visited is screenshotted into ``build/web-screenshots/`` (a test artifact to look
-at); with ``ISSUER_DOC_SCREENSHOTS=1`` the same pictures are written to ``docs/images/`` for
+at); with ``WEB_DOC_SCREENSHOTS=1`` the same pictures are written to ``docs/images/`` for
 docs/web.md.
 """
 
@@ -101,14 +101,16 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-def shoot(page: Any, name: str) -> None:
-    """Keep a screenshot of the page as a test artifact (and for the docs when asked)."""
+def shoot(page: Any, name: str, focus: str | None = None, doc: bool = True) -> None:
+    """Keep a full-page screenshot as a test artifact; with WEB_DOC_SCREENSHOTS=1 also a
+    small one for the docs: the window's view, scrolled to ``focus`` when given."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    target = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(target), full_page=True)
-    if os.environ.get("ISSUER_DOC_SCREENSHOTS") == "1":
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if doc and os.environ.get("WEB_DOC_SCREENSHOTS") == "1":
         DOC_IMAGES.mkdir(exist_ok=True)
-        shutil.copyfile(target, DOC_IMAGES / f"web-{name}.png")
+        if focus is not None:
+            page.locator(focus).scroll_into_view_if_needed()
+        page.screenshot(path=str(DOC_IMAGES / f"web-{name}.png"))
 
 
 def sign_in(page: Any, url: str, secret: str) -> None:
@@ -154,7 +156,9 @@ def test_auditor_journey(site: Site, browser: Any, javascript: bool) -> None:
     expect(page.locator("#proof")).to_contain_text("Inclusion proof checked")
     expect(page.locator("#status")).to_have_text("active")
     expect(page.locator("textarea.jwt")).to_have_value(re.compile(r"^eyJ[\w-]+\.[\w-]+\.[\w-]+$"))
-    shoot(page, f"statement{suffix}")
+    shoot(page, f"statement{suffix}", doc=javascript)
+    if javascript:
+        shoot(page, "statement-proof", focus="textarea.jwt")
 
     page.click("#template-version")
     expect(page).to_have_url(re.compile(r"/ui/templates/mcp-connector/versions/[0-9a-f]{64}$"))
@@ -182,7 +186,8 @@ def test_auditor_journey(site: Site, browser: Any, javascript: bool) -> None:
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
 def test_markup_in_a_client_name_shows_as_text(site: Site, browser: Any,
                                                javascript: bool) -> None:
-    context = browser.new_context(java_script_enabled=javascript)
+    context = browser.new_context(java_script_enabled=javascript,
+                                  viewport={"width": 1100, "height": 720})
     page = context.new_page()
     page.goto(f"{site.served.url}/ui/statements/{site.jti_hostile}")
     sign_in(page, site.served.url, site.auditor)

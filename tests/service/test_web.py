@@ -32,7 +32,7 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 class Web:
     """A TestClient with tokens of each role, signing in through the form."""
 
-    def __init__(self, auth: Authority, base_url: str = "http://testserver",
+    def __init__(self, auth: Authority, base_url: str = "http://127.0.0.1:8000",
                  suffix: str = "") -> None:
         self.auth = auth
         self.client = TestClient(create_app(auth), base_url=base_url, follow_redirects=False)
@@ -95,13 +95,19 @@ def test_sign_in_never_redirects_off_the_web_view(web: Web, target: str) -> None
 
 
 def test_session_cookie_is_httponly_strict_and_secure_over_https(auth: Authority) -> None:
-    for base, secure in (("http://testserver", False), ("https://testserver", True)):
-        web = Web(auth, base, suffix="-tls" if secure else "")
-        cookie = web.sign_in().headers["set-cookie"]
-        assert "ssi_session=" in cookie and "HttpOnly" in cookie
-        assert "SameSite=strict" in cookie and "Path=/ui" in cookie
-        assert ("Secure" in cookie) is secure
-        assert "Max-Age=28800" in cookie  # service.session_lifetime, 8h by default
+    # Plain http on loopback (development) is the one case without Secure: the issuer URL is
+    # https, so plain http under a public name means a TLS-terminating proxy in front.
+    cases = (("http://127.0.0.1:8000", False), ("https://issuer.example.com", True),
+             ("http://issuer.example.com", True))
+    for n, (base, secure) in enumerate(cases):
+        web = Web(auth, base, suffix=f"-{n}")
+        cookies = [web.client.get("/ui/sign-in").headers["set-cookie"]]
+        if base.startswith("https") or not secure:  # the client sends Secure cookies back
+            cookies.append(web.sign_in().headers["set-cookie"])
+            assert "ssi_session=" in cookies[-1] and "Max-Age=28800" in cookies[-1]  # 8h
+        for cookie in cookies:
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+            assert ("Secure" in cookie) is secure, (base, cookie)
 
 
 @pytest.mark.parametrize("secret, status, words", [

@@ -47,6 +47,7 @@ from issuer.verifier.jose import read_header
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 FORM_TYPE = "application/x-www-form-urlencoded"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: Sign-in attempts per client address: each one counts, success or not, so guessing tokens
 #: is as slow as the API's per-token limit makes using one.
 SIGN_IN_LIMIT = RateLimit(count=10, period=60)
@@ -208,14 +209,22 @@ class WebView:
         self._forget(request, response, COOKIE)
         return response
 
+    def _secure(self, request: Request) -> bool:
+        """Cookies are Secure over https, and behind a TLS-terminating proxy: the issuer URL
+        is https and the request came for a name other than a loopback one."""
+        if request.url.scheme == "https":
+            return True
+        host = (request.url.hostname or "").lower()
+        return self.authority.config.issuer.startswith("https://") and host not in LOOPBACK
+
     def _cookie(self, request: Request, response: Response, name: str, value: str,
                 max_age: int) -> None:
         response.set_cookie(name, value, max_age=max_age, path=PATH, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
+                            samesite="strict", secure=self._secure(request))
 
     def _forget(self, request: Request, response: Response, name: str) -> None:
         response.delete_cookie(name, path=PATH, httponly=True, samesite="strict",
-                               secure=request.url.scheme == "https")
+                               secure=self._secure(request))
 
     # --- pages -------------------------------------------------------------------------------
 

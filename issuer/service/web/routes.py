@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -177,7 +177,7 @@ class WebView:
 
     def sign_in(self, request: Request, token: str, csrf: str, next_path: str) -> Response:
         if not same(csrf, request.cookies.get(SIGN_IN_COOKIE) or "\0") or \
-                not _same_origin(request):
+                not _same_origin(request, self.authority.config.issuer):
             return self.sign_in_page(request, status=400, next_path=next_path,
                                      note="The sign-in form expired; try again.")
         client = request.client.host if request.client else "unknown"
@@ -202,7 +202,9 @@ class WebView:
     def sign_out(self, request: Request, csrf: str) -> Response:
         cookie = request.cookies.get(COOKIE)
         session, _ = self.sessions.find(cookie)
-        if session is not None and (not same(csrf, session.csrf) or not _same_origin(request)):
+        issuer = self.authority.config.issuer
+        if session is not None and (not same(csrf, session.csrf)
+                                    or not _same_origin(request, issuer)):
             raise InvalidRequest("sign-out form token does not match this session")
         self.sessions.close(cookie)
         response = RedirectResponse(f"{PATH}/sign-in?signed_out=1", status_code=303)
@@ -439,13 +441,14 @@ def _local(path: str) -> bool:
         and "/sign-" not in path
 
 
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: Request, issuer: str) -> bool:
     """A form post from our own pages: browsers send Origin on POST (Referrer-Policy
-    same-origin keeps it from being "null"); a different one is a cross-site request (CSRF),
-    whatever the cookies say."""
+    same-origin keeps it from being "null"); one that is neither the request's own origin nor
+    the issuer's (the public name, behind a proxy) is a cross-site request (CSRF), whatever the
+    cookies say."""
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
+    if origin is None:
+        return True
     host = request.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
-
+    parts = urlsplit(issuer)
+    return origin in (f"http://{host}", f"https://{host}", f"{parts.scheme}://{parts.netloc}")

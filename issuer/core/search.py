@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from issuer.core.clock import parse_time
 from issuer.core.errors import InvalidRequest
-from issuer.store.audit import STATUS_FILTERS, AuditStore, StatementRecord
+from issuer.core.authority import Authority
+from issuer.store.audit import STATUS_FILTERS, StatementRecord
 
 #: The filters by their query parameter names (``version``: software_version; ``publisher``:
 #: the principal that minted: a token name, a trusted publisher or a local user).
@@ -79,15 +80,17 @@ class Page:
     next_cursor: str | None
 
 
-def search(audit: AuditStore, query: StatementQuery, *, now: int, limit: int,
+def search(authority: Authority, query: StatementQuery, *, limit: int,
            cursor: str | None = None) -> Page:
-    """Statements matching ``query`` in issue order, ``limit`` at a time after ``cursor``."""
+    """Statements matching ``query`` in issue order, ``limit`` at a time after ``cursor``.
+    A statement of a revoked key has the status revoked, as ``POST /v1/status`` says."""
     after = decode_cursor(cursor) if cursor else None
-    found = audit.statements(template=query.template, software_id=query.software_id,
-                             software_version=query.version, principal=query.publisher,
-                             kid=query.kid, since=query.since, until=query.until,
-                             status=query.status, revoked=query.revoked, now=now,
-                             after_index=after, limit=limit + 1)
+    revoked_kids = [k.kid for k in authority.keystore.keys() if k.state == "revoked"]
+    found = authority.audit.statements(
+        template=query.template, software_id=query.software_id, software_version=query.version,
+        principal=query.publisher, kid=query.kid, since=query.since, until=query.until,
+        status=query.status, revoked=query.revoked, now=authority.now(),
+        revoked_kids=revoked_kids, after_index=after, limit=limit + 1)
     more = len(found) > limit
     found = found[:limit]
     return Page(found, encode_cursor(found[-1].log_index) if more else None)

@@ -455,9 +455,9 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         revoked: bool | None = Query(None, description="true: only revoked; false: only not"),
         _: ApiToken = Depends(auditor),
     ) -> dict[str, Any]:
-        now = authority.now()
-        query = replace(StatementQuery.parse(request.query_params, now), revoked=revoked)
-        page = search(authority.audit, query, now=now, limit=limit, cursor=cursor)
+        query = replace(StatementQuery.parse(request.query_params, authority.now()),
+                        revoked=revoked)
+        page = search(authority, query, limit=limit, cursor=cursor)
         return {"statements": [asdict(r) for r in page.records], "next_cursor": page.next_cursor}
 
     @app.get("/v1/statements/{jti}", tags=["audit"],

@@ -416,11 +416,12 @@ class AuditStore:
                    after_index: int | None = None, limit: int | None = None,
                    revoked: bool | None = None, software_version: str | None = None,
                    principal: str | None = None, until: int | None = None,
-                   status: str | None = None, now: int | None = None) -> list[StatementRecord]:
+                   status: str | None = None, now: int = 0,
+                   revoked_kids: Sequence[str] = ()) -> list[StatementRecord]:
         """Statements in issue order, filtered; ``after_index`` is the pagination cursor.
 
-        ``since <= iat < until``; ``status`` is one of active, revoked, suspended, expired
-        (as of ``now``: an expired statement is neither active nor suspended)."""
+        ``since <= iat < until``; ``status`` is one of active, revoked, suspended, expired as
+        of ``now``, a statement of a key in ``revoked_kids`` counting as revoked."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
@@ -436,9 +437,9 @@ class AuditStore:
             where.append("s.iat < ?")
             params.append(until)
         if status is not None:
-            clause, values = _STATUS_FILTERS[status]
+            clause, values = _status_filter(status, now, revoked_kids)
             where.append(clause)
-            params.extend(now for _ in range(values))
+            params.extend(values)
         if after_index is not None:
             where.append("s.log_index > ?")
             params.append(after_index)
@@ -530,14 +531,21 @@ class AuditStore:
         return self.events(type_prefix="template.", subject=name)
 
 
-#: Status filters: the clause and how many times it compares with ``now``.
-_STATUS_FILTERS: dict[str, tuple[str, int]] = {
-    "active": ("s.status = 0 AND s.exp > ?", 1),
-    "suspended": ("s.status = 2 AND s.exp > ?", 1),
-    "revoked": ("s.status = 1", 0),
-    "expired": ("s.status != 1 AND s.exp <= ?", 1),
-}
-STATUS_FILTERS = tuple(_STATUS_FILTERS)
+#: The status filters, in the order a statement's status is decided: revoked (itself or its
+#: key), suspended, expired, active.
+STATUS_FILTERS = ("active", "revoked", "suspended", "expired")
+
+
+def _status_filter(status: str, now: int, revoked_kids: Sequence[str]) -> tuple[str, list[Any]]:
+    kids = ", ".join("?" for _ in revoked_kids)
+    if status == "revoked":
+        return (f"(s.status = 1 OR s.kid IN ({kids}))" if kids else "s.status = 1",
+                list(revoked_kids))
+    clause, values = {"suspended": ("s.status = 2", []), "expired": ("s.status = 0 AND s.exp <= ?",
+                      [now]), "active": ("s.status = 0 AND s.exp > ?", [now])}[status]
+    if kids:
+        clause += f" AND s.kid NOT IN ({kids})"
+    return clause, [*values, *revoked_kids]
 
 
 def _looks_like_digest(ref: str) -> bool:

@@ -298,6 +298,19 @@ def test_statement_filters_match_the_api(web: Web, auth: Authority, clock: Fixed
     assert jtis(web.client.get("/ui/statements?status=expired").text) == [first, second]
 
 
+def test_statements_of_a_revoked_key_count_as_revoked(web: Web, auth: Authority) -> None:
+    jti = web.mint()
+    auth.keys.revoke(auth.keystore.active().kid, "compromised", actor="t", channel="cli",
+                     force=True)
+    web.sign_in("admin")
+    api = {"Authorization": f"Bearer {web.secrets['admin']}"}
+    for status, expected in (("revoked", [jti]), ("active", [])):
+        page = web.client.get(f"/ui/statements?status={status}").text
+        listed = web.client.get(f"/v1/statements?status={status}", headers=api).json()
+        assert jtis(page) == [s["jti"] for s in listed["statements"]] == expected, status
+    assert "status-revoked" in web.client.get("/ui/statements?status=revoked").text
+
+
 def test_statements_page_paginates_with_the_filter_in_the_links(web: Web) -> None:
     minted = [web.mint(version="3.0.0") for _ in range(55)]
     web.sign_in()

@@ -232,9 +232,8 @@ class WebView:
 
     def statements(self, request: Request) -> Response:
         viewer = self.viewer(request)
-        now = self.authority.now()
-        query = StatementQuery.parse(request.query_params, now)
-        page = search(self.authority.audit, query, now=now, limit=PAGE_SIZE,
+        query = StatementQuery.parse(request.query_params, self.authority.now())
+        page = search(self.authority, query, limit=PAGE_SIZE,
                       cursor=request.query_params.get("cursor") or None)
         rows = [(record, self.authority.statement_status(record.software_statement))
                 for record in page.records]

@@ -85,12 +85,13 @@ def _ours(path: str) -> bool:
 
 
 class SignInRequired(Exception):
-    """No usable session: the page answers with a redirect to the sign-in form."""
+    """No usable session: the page answers with a redirect to the sign-in form, which comes
+    back to ``next_path``; ``ended``: there was a session, and it expired or lost its token."""
 
-    def __init__(self, next_path: str, note: str | None = None) -> None:
-        super().__init__(note or "sign in")
+    def __init__(self, next_path: str, ended: bool) -> None:
+        super().__init__("sign in")
         self.next_path = next_path
-        self.note = note
+        self.ended = ended
 
 
 @dataclass(frozen=True)
@@ -156,14 +157,14 @@ class WebView:
         cookie = request.cookies.get(COOKIE)
         session, expired = self.sessions.find(cookie)
         if session is None:
-            raise SignInRequired(here, "Your session expired; sign in again." if expired else None)
+            raise SignInRequired(here, ended=expired)
         try:
             token = self.authority.tokens.get(session.token_name)
         except NotFound:
             token = None
         if token is None or token.revoked_at is not None or not token.may_audit():
             self.sessions.close(cookie)
-            raise SignInRequired(here, "The token of this session was revoked.")
+            raise SignInRequired(here, ended=True)
         self.limiter.check(token.name, token.limit(self.authority.config.service.rate_limit))
         return Viewer(token, session)
 
@@ -354,8 +355,7 @@ class WebView:
         except NotFound as exc:
             raise InvalidRequest(f"{exc.description}; pick sizes from the list") from None
         verify_consistency_offline(old_note, new_note, log.verifier.verifier_key(), proof)
-        return {"first": first, "second": second, "hashes": [b64(h) for h in proof],
-                "old_note": old_note, "new_note": new_note}
+        return {"first": first, "second": second, "hashes": [b64(h) for h in proof]}
 
     def tokens(self, request: Request) -> Response:
         viewer = self.viewer(request)
@@ -373,7 +373,7 @@ class WebView:
 
         async def sign_in_required(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, SignInRequired)
-            query = {"next": exc.next_path, **({"expired": "1"} if exc.note else {})}
+            query = {"next": exc.next_path, **({"expired": "1"} if exc.ended else {})}
             return RedirectResponse(f"{PATH}/sign-in?{urlencode(query)}", status_code=303)
 
         app.add_exception_handler(SignInRequired, sign_in_required)

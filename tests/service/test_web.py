@@ -409,3 +409,29 @@ def test_metrics_count_mints_refusals_and_read_the_issuers_state(web: Web, auth:
     # which is what the example alert in docs/operations.md watches.
     clock.advance(ninety_days + 7200)
     assert metric(web.client.get("/metrics").text, "issuer_key_rotation_due_seconds") == -7200
+
+
+# --- the keys picture -------------------------------------------------------------------------
+
+
+def test_key_timeline_periods() -> None:
+    from issuer.keys.keystore import KeyInfo
+    from issuer.service.web.timeline import layout, periods
+
+    def key(**times: Any) -> KeyInfo:
+        return KeyInfo(kid="k", alg="ES256", state="active", created_at=100, public_jwk={},
+                       **times)
+
+    assert periods(key(published_at=100, activated_at=200), 500) == [
+        ("next", 100, 200), ("active", 200, 500)]
+    # Made active at creation: never next. Revoked while retired: retired until then.
+    assert periods(key(activated_at=100, retired_at=300, revoked_at=400), 500) == [
+        ("active", 100, 300), ("retired", 300, 400), ("revoked", 400, 500)]
+    assert periods(key(published_at=100, activated_at=150, retired_at=200, expired_at=250),
+                   500) == [("next", 100, 150), ("active", 150, 200), ("retired", 200, 250),
+                            ("expired", 250, 500)]
+    picture = layout([key(activated_at=100), key(published_at=300)], 1100)
+    first, second = picture.rows
+    assert first.segments[0].x == picture.label  # the axis starts at the first creation
+    assert second.segments[0].x > first.segments[0].x
+    assert first.segments[0].x + first.segments[0].width == picture.now_x

@@ -55,6 +55,17 @@ class FetchError(Exception):
     """A document could not be fetched (network, HTTP status, size)."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not an instruction: it fails the fetch (a redirect could lead a
+    verifier anywhere, past every check made on the URL it was given)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def http_get(url: str, headers: Mapping[str, str] | None = None, *, limit: int,
              timeout: float = FETCH_TIMEOUT) -> HttpResponse:
     """GET over https (http only on loopback), bounded in time and size; 304 is a response,
@@ -65,12 +76,15 @@ def http_get(url: str, headers: Mapping[str, str] | None = None, *, limit: int,
         raise FetchError(f"{url} is not an https URL")
     request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             body: bytes = response.read(limit + 1)
             status, got = response.status, response.headers
     except urllib.error.HTTPError as exc:
         if exc.code == 304:
             return HttpResponse(304, {k.lower(): v for k, v in exc.headers.items()}, b"")
+        if 300 <= exc.code < 400:
+            raise FetchError(f"{url} answered a redirect (HTTP {exc.code}), which is not "
+                             "followed") from None
         raise FetchError(f"{url} answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise FetchError(f"{url} unavailable: {getattr(exc, 'reason', exc)}") from None

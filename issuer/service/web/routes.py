@@ -34,7 +34,7 @@ from issuer.core.errors import (
     IssuerError,
     NotFound,
 )
-from issuer.core.search import FILTERS, StatementQuery, search
+from issuer.core.search import StatementQuery, search
 from issuer.core.templates import check_name
 from issuer.core.tokens import ApiToken
 from issuer.log.tlog import b64, verify_consistency_offline, verify_inclusion_offline
@@ -170,7 +170,7 @@ class WebView:
 
     def sign_in_page(self, request: Request, *, note: str | None = None, status: int = 200,
                      next_path: str = "") -> Response:
-        csrf = request.cookies.get(SIGN_IN_COOKIE) or _random()
+        csrf = request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(32)
         response = self.page(request, "sign_in.html", http_status=status, note=note,
                              sign_in_csrf=csrf, next_path=next_path)
         self._cookie(request, response, SIGN_IN_COOKIE, csrf, max_age=3600)
@@ -244,7 +244,7 @@ class WebView:
         first_url = f"{PATH}/statements?{urlencode(given)}" if request.query_params.get(
             "cursor") else None
         return self.page(request, "statements.html", viewer=viewer, rows=rows, given=given,
-                         filters=FILTERS, statuses=STATUS_FILTERS, next_url=next_url,
+                         statuses=STATUS_FILTERS, next_url=next_url,
                          first_url=first_url, templates=self.authority.templates.names())
 
     def statement(self, request: Request, ref: str) -> Response:
@@ -377,6 +377,7 @@ class WebView:
             return RedirectResponse(f"{PATH}/sign-in?{urlencode(query)}", status_code=303)
 
         app.add_exception_handler(SignInRequired, sign_in_required)
+
         def get(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             return app.get(path, include_in_schema=False, response_class=HTMLResponse)
 
@@ -428,10 +429,6 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the form post is malformed") from None
     return {name: values[0] for name, values in fields.items()}
-
-
-def _random() -> str:
-    return secrets.token_urlsafe(32)
 
 
 def _local(path: str) -> bool:

@@ -15,9 +15,11 @@ from issuer.core.errors import InvalidRequest
 from issuer.core.authority import Authority
 from issuer.store.audit import STATUS_FILTERS, StatementRecord
 
-#: The filters by their query parameter names (``version``: software_version; ``publisher``:
-#: the principal that minted: a token name, a trusted publisher or a local user).
-FILTERS = ("template", "software_id", "version", "publisher", "kid", "since", "until", "status")
+#: The filters by their query parameter names (``version``: software_version; ``principal``:
+#: who minted, a token name or a local user; ``publisher``: the trusted publisher minted through;
+#: ``repository``: the source repository it was built from).
+FILTERS = ("template", "software_id", "version", "principal", "publisher", "repository", "kid",
+           "since", "until", "status")
 MAX_VALUE = 256
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DAY = 86400
@@ -30,7 +32,9 @@ class StatementQuery:
     template: str | None = None
     software_id: str | None = None
     version: str | None = None
+    principal: str | None = None
     publisher: str | None = None
+    repository: str | None = None
     kid: str | None = None
     since: int | None = None  # iat >= since
     until: int | None = None  # iat < until
@@ -56,7 +60,8 @@ class StatementQuery:
         if since is not None and until is not None and until <= since:
             raise InvalidRequest("until: must be after since")
         return cls(template=given.get("template"), software_id=given.get("software_id"),
-                   version=given.get("version"), publisher=given.get("publisher"),
+                   version=given.get("version"), principal=given.get("principal"),
+                   publisher=given.get("publisher"), repository=given.get("repository"),
                    kid=given.get("kid"), since=since, until=until, status=status,
                    given=tuple(given.items()))
 
@@ -88,7 +93,8 @@ def search(authority: Authority, query: StatementQuery, *, limit: int,
     revoked_kids = [k.kid for k in authority.keystore.keys() if k.state == "revoked"]
     found = authority.audit.statements(
         template=query.template, software_id=query.software_id, software_version=query.version,
-        principal=query.publisher, kid=query.kid, since=query.since, until=query.until,
+        principal=query.principal, publisher=query.publisher, repository=query.repository,
+        kid=query.kid, since=query.since, until=query.until,
         status=query.status, revoked=query.revoked, now=authority.now(),
         revoked_kids=revoked_kids, after_index=after, limit=limit + 1)
     more = len(found) > limit

@@ -284,7 +284,7 @@ def test_statement_filters_match_the_api(web: Web, auth: Authority, clock: Fixed
     auth.set_status(third, "revoked", "key leak in build", actor="t", channel="cli")
     web.sign_in("admin")
     api = {"Authorization": f"Bearer {web.secrets['admin']}"}
-    cases = {"version=2.0.0": [second, third], "publisher=release-bot": [second],
+    cases = {"version=2.0.0": [second, third], "principal=release-bot": [second],
              "status=revoked": [third], "status=active": [first, second],
              "until=2026-09-21": [first], "since=2026-09-22": [second, third],
              "template=desktop-agent": [], "kid=" + auth.keystore.active().kid: [first, second, third]}

@@ -405,15 +405,22 @@ class AuditStore:
     def statements(self, *, template: str | None = None, software_id: str | None = None,
                    since: int | None = None, kid: str | None = None,
                    after_index: int | None = None, limit: int | None = None,
-                   revoked: bool | None = None, publisher: str | None = None,
-                   repository: str | None = None, newest_first: bool = False
+                   revoked: bool | None = None, software_version: str | None = None,
+                   principal: str | None = None, publisher: str | None = None,
+                   repository: str | None = None, until: int | None = None,
+                   status: str | None = None, now: int = 0,
+                   revoked_kids: Sequence[str] = (), newest_first: bool = False
                    ) -> list[StatementRecord]:
         """Statements in issue order (or newest first), filtered; ``after_index`` is the
-        pagination cursor."""
+        pagination cursor.
+
+        ``since <= iat < until``; ``status`` is one of active, revoked, suspended, expired as
+        of ``now``, a statement of a key in ``revoked_kids`` counting as revoked."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
-                              ("kid", kid), ("publisher", publisher),
+                              ("kid", kid), ("software_version", software_version),
+                              ("principal", principal), ("publisher", publisher),
                               ("repository", repository)):
             if value is not None:
                 where.append(f"s.{column} = ?")
@@ -421,6 +428,13 @@ class AuditStore:
         if since is not None:
             where.append("s.iat >= ?")
             params.append(since)
+        if until is not None:
+            where.append("s.iat < ?")
+            params.append(until)
+        if status is not None:
+            clause, values = _status_filter(status, now, revoked_kids)
+            where.append(clause)
+            params.extend(values)
         if after_index is not None:
             where.append("s.log_index > ?")
             params.append(after_index)
@@ -507,6 +521,23 @@ def _owner_only(path: Path) -> None:
     for name in (path.name, path.name + "-wal", path.name + "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(path.with_name(name), 0o600)
+
+
+#: The status filters, in the order a statement's status is decided: revoked (itself or its
+#: key), suspended, expired, active.
+STATUS_FILTERS = ("active", "revoked", "suspended", "expired")
+
+
+def _status_filter(status: str, now: int, revoked_kids: Sequence[str]) -> tuple[str, list[Any]]:
+    kids = ", ".join("?" for _ in revoked_kids)
+    if status == "revoked":
+        return (f"(s.status = 1 OR s.kid IN ({kids}))" if kids else "s.status = 1",
+                list(revoked_kids))
+    clause, values = {"suspended": ("s.status = 2", []), "expired": ("s.status = 0 AND s.exp <= ?",
+                      [now]), "active": ("s.status = 0 AND s.exp > ?", [now])}[status]
+    if kids:
+        clause += f" AND s.kid NOT IN ({kids})"
+    return clause, [*values, *revoked_kids]
 
 
 def _looks_like_digest(ref: str) -> bool:

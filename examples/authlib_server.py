@@ -107,10 +107,11 @@ def create_app(issuer: str, jwks_uri: str | None = None,
     @app.post("/register")
     async def register(request: Request) -> JSONResponse:
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "invalid_request",
-                                 "error_description": "body is not JSON"}, status_code=400)
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+            return JSONResponse({"error": "invalid_client_metadata",
+                                 "error_description": "the request body is not JSON"},
+                                status_code=400)
         status, payload, headers = server.create_endpoint_response(
             "client_registration", ("POST", str(request.url), dict(request.headers), body))
         return JSONResponse(payload, status_code=status, headers=dict(headers or []))

@@ -70,6 +70,18 @@ TOKEN_ENDPOINT_AUTH_METHODS = frozenset(
     }
 )
 
+#: Methods that authenticate with a secret the authorization server issues (RFC 7591 section
+#: 3.2.1: ``client_secret`` is returned only to clients that use one).
+SECRET_AUTH_METHODS = frozenset({"client_secret_post", "client_secret_basic",
+                                 "client_secret_jwt"})
+
+
+def needs_client_secret(claims: Mapping[str, Any]) -> bool:
+    """Whether a client registered with ``claims`` is issued a ``client_secret``; the method
+    defaults to ``client_secret_basic`` when omitted (RFC 7591 section 2)."""
+    return claims.get("token_endpoint_auth_method", "client_secret_basic") in SECRET_AUTH_METHODS
+
+
 #: Grant types defined by RFC 7591 section 2 and later registrations; extension grant types
 #: are absolute URIs (RFC 6749 section 4.5).
 GRANT_TYPES = frozenset(
@@ -228,7 +240,7 @@ def _redirect_uri_problem(uri: str) -> tuple[str | None, str]:
         if host == "localhost":
             return ("uses 'localhost'; use the loopback IP literal 127.0.0.1 or [::1]",
                     "RFC 8252 section 8.3")
-        if _is_loopback_ip(host):
+        if is_loopback_ip(host):
             return None, ""
         return "uses http on a non-loopback host; use https", "RFC 8252 section 8.3"
     if _PRIVATE_USE_SCHEME.match(scheme):
@@ -247,7 +259,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _is_loopback_ip(host: str) -> bool:
+def is_loopback_ip(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

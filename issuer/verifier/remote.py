@@ -157,6 +157,10 @@ def _read(response: http.client.HTTPResponse, limit: int, deadline: float, url: 
             raise FetchError(f"{url} unavailable: no complete answer in time")
         chunk = response.read1(65536)
         if not chunk:
+            if time.monotonic() >= deadline:  # the watchdog shut the socket: not an answer
+                raise FetchError(f"{url} unavailable: no complete answer in time")
+            if response.length:  # fewer bytes than Content-Length said
+                raise FetchError(f"{url} unavailable: the answer was cut short")
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:

@@ -21,15 +21,18 @@ from .common import authority, config_option, echo_json, json_option
               help="The issuer's JWKS (default: this issuer's own keys).")
 @click.option("--issuer", "issuer_url", default=None,
               help="Expected iss (default: this issuer).")
+@click.option("--audience", default=None, metavar="ID",
+              help="This authorization server's identifier: needed for statements with aud.")
 @click.option("--no-status-check", is_flag=True,
               help="Do not check the statement's Token Status List (revocation).")
 @json_option
 def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
-                   no_status_check: bool, as_json: bool) -> None:
+                   audience: str | None, no_status_check: bool, as_json: bool) -> None:
     """Verify a statement (TOKEN or - for stdin) as an authorization server would.
 
-    Checks the signature against the JWKS with an algorithm allow-list, iss, exp, iat/nbf
-    and the RFC 7591 metadata; prints the claims, or exits 1 with the reason.
+    Checks the kind of token, the signature against the JWKS with an algorithm allow-list,
+    iss, aud, exp, iat/nbf, the RFC 7591 metadata and the status; prints the claims, or exits 1
+    with the reason.
     """
     if token == "-":
         token = sys.stdin.read()
@@ -37,7 +40,7 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
     if not token:
         raise UsageError("no statement given (pass TOKEN or pipe it to `issuer verify -`)")
     if jwks_source is None:  # this issuer's own keys: a revoked key is named as such
-        verified = authority().verify(token, issuer=issuer_url,
+        verified = authority().verify(token, issuer=issuer_url, audience=audience,
                                       check_status=not no_status_check)
     else:
         if issuer_url is None:
@@ -50,7 +53,7 @@ def verify_command(token: str, jwks_source: str | None, issuer_url: str | None,
                                     jwks=None if remote else load_jwks(jwks_source))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        verified = StatementVerifier(trusted=[trusted]).verify(token)
+        verified = StatementVerifier(trusted=[trusted], audience=audience).verify(token)
     if as_json:
         echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
                    "digest": verified.digest})

@@ -374,6 +374,18 @@ def validate_positive_number(ctx: Context, claim: str, value: Any) -> None:
         ctx.error(claim, f"must be a non-negative integer, got {_describe(value)}", S2)
 
 
+def validate_audience(ctx: Context, claim: str, value: Any) -> None:
+    """``aud``: a StringOrURI or an array of them (RFC 7519 section 4.1.3). A template may set
+    it to restrict its statements to the authorization servers it names; a verifier then
+    accepts them only when configured with one of those audiences."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or \
+            not all(isinstance(v, str) and v and (":" not in v or _is_absolute_uri(v))
+                    for v in values):
+        ctx.error(claim, f"must be a non-empty string or array of strings (a URI when it "
+                  f"contains ':'), got {_describe(value)}", "RFC 7519 section 4.1.3")
+
+
 Validator = Callable[[Context, str, Any], None]
 
 #: The client metadata registry this issuer knows: RFC 7591 section 2, plus the IANA
@@ -409,6 +421,8 @@ REGISTRY: dict[str, Validator] = {
     "tls_client_certificate_bound_access_tokens": validate_bool,
     "dpop_bound_access_tokens": validate_bool,
     "require_pushed_authorization_requests": validate_bool,
+    # Not client metadata: the one JWT claim a template may set (RFC 7519 section 4.1.3)
+    "aud": validate_audience,
 }
 
 #: Claims the registry defines as JSON arrays (a mint-time scalar there is an error).

@@ -156,3 +156,16 @@ def test_tagged_variants_of_a_stated_claim_are_dropped(auth: Authority) -> None:
     assert md["logo_uri#fr"] == "https://client.example/fr.png"  # the statement sets no logo_uri
     assert md["dpop_bound_access_tokens"] is True
     assert md["token_endpoint_auth_signing_alg"] == "ES256"
+
+
+# --- the metadata rules hold at the verifier as at the issuer ----------------------------------
+
+
+def test_metadata_rules_at_the_verifier(auth: Authority) -> None:
+    extension = signed(auth, response_types=["code", "code magic"])  # RFC 6749 section 8.4
+    assert verify(extension, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    for changes, text in (({"grant_types": ["authorization_code", "password"]}, "RFC 9700"),
+                          ({"redirect_uris": None}, "needs registered redirect_uris"),
+                          ({"redirect_uris": ["javascript:alert(1)"]}, "never a redirect URI")):
+        with pytest.raises(InvalidSoftwareStatement, match=text):
+            verify(signed(auth, **changes), jwks=auth.jwks(), issuer=ISS, clock=auth.clock)

@@ -174,23 +174,29 @@ def test_revoked_statements_are_refused(world: World) -> None:
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "authlib_server.py"
 
 
-@pytest.fixture
-def served_as(world: World) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``python examples/authlib_server.py --issuer <issuer> --port <port>``, as documented."""
+def start_example(env: dict[str, str], *args: str) -> tuple[str, subprocess.Popen[str]]:
+    """``python examples/authlib_server.py <args> --port <port>``, as documented."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(EXAMPLE), "--issuer", world.url,
-                                "--port", str(port)], env=world.env, text=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, str(EXAMPLE), *args, "--port", str(port)],
+                               env=env, text=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
-                break
+                return url, process
         except httpx.HTTPError:
             pass
-        assert process.poll() is None and time.monotonic() < deadline, "example did not start"
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the example server did not start")
         time.sleep(0.1)
+
+
+@pytest.fixture
+def served_as(world: World) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    url, process = start_example(world.env, "--issuer", world.url)
     yield url, process
     process.kill()
     process.wait(timeout=10)
@@ -246,3 +252,50 @@ def test_served_example_refuses_other_kinds_and_hostile_input(
     assert [d["decision"] for d in recorded] == ["rejected"] * 4
     assert [d["error"] for d in recorded] == ["invalid_software_statement"] * 3 + [
         "invalid_client_metadata"]
+
+
+def test_the_example_verifies_a_staging_copy_of_an_issuer(tmp_path: Path) -> None:
+    """The staging issuer signs as production (its iss, its status list URIs) but is served on
+    127.0.0.1: the AS maps the base URL for keys and status lists, nothing else."""
+    production = "https://connectors.example.com"
+    port = free_port()
+    staging = f"http://127.0.0.1:{port}"
+    home, env = new_home(tmp_path, production, jwks_max_age="1", rate_limit='"unlimited"')
+    issuer = start(home, env, port)
+    try:
+        def token(*args: str) -> str:
+            out = subprocess.run([installed_issuer(), "tokens", "create", *args, "--json",
+                                  "--config", str(home / "issuer.toml")], env=env, text=True,
+                                 capture_output=True, check=True)
+            return str(json.loads(out.stdout)["token"])
+
+        minter = token("ci", "--role", "minter", "--template", "mcp-connector")
+        admin = token("ops", "--role", "admin")
+        r = httpx.post(f"{staging}/v1/statements", headers={"Authorization": f"Bearer {minter}"},
+                       json={"template": "mcp-connector",
+                             "claims": {"software_version": "1.0"}})
+        assert r.status_code == 201, r.text
+        statement = r.json()["software_statement"]
+        claims = json.loads(b64url_decode(statement.split(".")[1]))
+        assert claims["iss"] == production
+        assert claims["status"]["status_list"]["uri"].startswith(production)
+        url, example = start_example(env, "--issuer", production, "--base-url", staging)
+        try:
+            registered = httpx.post(f"{url}/register", json={"software_statement": statement})
+            assert registered.status_code == 201, registered.text
+            revoked = httpx.post(f"{staging}/v1/statements/{claims['jti']}/revoke",
+                                 json={"reason": "malicious"},
+                                 headers={"Authorization": f"Bearer {admin}"})
+            assert revoked.status_code == 200, revoked.text
+            # A fresh AS (no cached list) learns the revocation from the staging copy.
+            example.kill()
+            example.wait(timeout=10)
+            url, example = start_example(env, "--issuer", production, "--base-url", staging)
+            assert_refused(httpx.post(f"{url}/register", json={"software_statement": statement}),
+                           "invalid_software_statement", "revoked by its issuer")
+        finally:
+            example.kill()
+            example.wait(timeout=10)
+    finally:
+        issuer.kill()
+        issuer.wait(timeout=10)

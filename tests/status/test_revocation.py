@@ -262,3 +262,17 @@ def test_revoke_cli(cli: Cli) -> None:
     assert_one_line_error(cli("revoke", out["jti"], "--reason", "x", "--suspend"), 1, "final")
     assert_one_line_error(cli("revoke", out["jti"]), 2, "Missing option '--reason'")
     assert_one_line_error(cli("revoke", out["jti"], "--reason", "  "), 2, "reason is required")
+
+
+def test_status_query_names_a_revoked_signing_key(home: Path) -> None:
+    """A statement whose own entry is VALID is still "revoked" when its key was."""
+    clock = FixedClock(START)
+    auth = Authority.from_config(home / "issuer.toml", env={}, clock=clock)
+    client = TestClient(create_app(auth, jwks_recheck=0))
+    jti, token = mint(auth)
+    kid = auth.keystore.active().kid
+    auth.keys.revoke(kid, "compromised", actor="sec", channel="cli", force=True)
+    answer = client.post("/v1/status", json={"software_statement": token}).json()
+    assert answer["status"] == "revoked" and answer["jti"] == jti
+    assert answer["reason"] == "signing key revoked (compromised)"
+    auth.close()

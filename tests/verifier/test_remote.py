@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -252,3 +253,68 @@ def test_historical_keys_are_typed(auth: Authority, issuer_site: FakeIssuer) -> 
     client = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys", get=get)
     kid = auth.keystore.active().kid
     assert client.lookup(kid, jwks=auth.jwks(), issuer=ISS) is None
+
+
+# --- the checks on status list tokens and historical keys, each guarded ----------------------
+
+
+def _list_token(auth: Authority) -> tuple[str, int, dict[str, Any]]:
+    ref = json.loads(b64url_decode(mint(auth).split(".")[1]))["status"]["status_list"]
+    token = auth.status.document(ref["uri"].rsplit("/", 1)[1], auth.keystore)[0]
+    return ref["uri"], ref["idx"], json.loads(b64url_decode(token.split(".")[1]))
+
+
+def _status(auth: Authority, uri: str, idx: int, body: str, clock: FixedClock) -> int:
+    from issuer.verifier.remote import StatusListClient
+    client = StatusListClient(clock=clock, fetch=lambda _: body.encode())
+    return client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+
+
+def test_status_list_tokens_are_checked(auth: Authority) -> None:
+    uri, idx, claims = _list_token(auth)
+    signer = auth.keystore.signer()
+
+    def sign(**changes: Any) -> str:
+        return signer.sign(encode_payload({**claims, **changes}), typ="statuslist+jwt")
+
+    clock = FixedClock(START)
+    assert _status(auth, uri, idx, sign(), clock) == 0
+    real = sign()
+    header, _, signature = real.split(".")
+    forged_payload = encode_payload({**claims, "ttl": 1})
+    from issuer.core.encoding import b64url
+    forged = f"{header}.{b64url(forged_payload)}.{signature}"
+    cases = [
+        (forged, "signature does not verify"),
+        (sign(sub=f"{uri}-other"), "names another list"),
+        (sign(iss="https://evil.example"), "was issued by"),
+        (sign(exp=START - 3600), "expired"),
+        (sign(exp="never"), "expired"),
+        (sign(iat=START + 3600), "no valid 'iat'"),
+        (signer.sign(encode_payload(claims), typ="JWT"), "not typ statuslist+jwt"),
+    ]
+    for body, text in cases:
+        with pytest.raises(InvalidSoftwareStatement, match=re.escape(text)):
+            _status(auth, uri, idx, body, clock)
+
+
+def test_historical_keys_signature_is_checked(auth: Authority) -> None:
+    from issuer.core.encoding import b64url
+    old = auth.keystore.active().kid
+    auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
+    document = auth.keys.historical_keys_jwt()
+    header, payload, signature = document.split(".")
+    claims = json.loads(b64url_decode(payload))
+    claims["keys"].append({**claims["keys"][0], "kid": "framed",
+                           "revoked": {"revoked_at": START, "reason": "compromised"}})
+    forged = f"{header}.{b64url(encode_payload(claims))}.{signature}"
+
+    def client(body: str) -> HistoricalKeysClient:
+        return HistoricalKeysClient(f"{ISS}/.well-known/historical-keys",
+                                    get=lambda u, h: HttpResponse(200, {}, body.encode()))
+
+    jwks = auth.jwks()
+    assert client(document).lookup(old, jwks=jwks, issuer=ISS)["revoked"]["reason"] == "compromised"
+    assert client(forged).lookup("framed", jwks=jwks, issuer=ISS) is None
+    assert client(forged).lookup(old, jwks=jwks, issuer=ISS) is None
+    assert client(document).lookup(old, jwks=jwks, issuer="https://evil.example") is None

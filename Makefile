@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # Reinstall when pyproject.toml changes.
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[issuer]'
+	$(BIN)/python -m pip install -q -e '.[issuer,authlib]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python

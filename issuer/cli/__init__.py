@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from .audit import audit
+from .cimd import cimd
 from .common import IssuerGroup, config_option
 from .init import init
 from .keys import jwks_command, keys
@@ -34,7 +35,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, serve):
+                tokens, serve, cimd):
     cli.add_command(command)
 
 

@@ -149,3 +149,11 @@ class RateLimited(IssuerError):
     def __init__(self, description: str, retry_after: int) -> None:
         super().__init__(description)
         self.retry_after = retry_after
+
+
+class InvalidClientId(IssuerError):
+    """A client identifier URL can't be resolved to a usable Client ID Metadata Document
+    (draft-ietf-oauth-client-id-metadata-document section 4.3: the request is aborted)."""
+
+    error = "invalid_client"
+    status = 400

@@ -678,3 +678,73 @@ def check_claims(
 def errors(findings: Iterable[Finding], *, strict: bool = False) -> list[Finding]:
     """The findings that reject: errors, plus warnings under ``strict``."""
     return [f for f in findings if f.level == "error" or strict]
+
+
+# --- Client ID Metadata Documents ----------------------------------------------------------
+# draft-ietf-oauth-client-id-metadata-document ("CIMD"). Section numbers are those of revision
+# -01; the section titles, given beside them, are stable across revisions.
+
+CIMD = "draft-ietf-oauth-client-id-metadata-document"
+#: "The recommended maximum response size for client metadata documents is 5 kilobytes"
+#: (CIMD section 6.6, Maximum Response Size for Client Metadata Documents).
+CIMD_MAX_BYTES = 5 * 1024
+#: Methods built on a secret shared with the authorization server, which a document published
+#: for every authorization server to read can't establish (CIMD section 4.1, Client Metadata
+#: Document; RFC 7591 section 2).
+SHARED_SECRET_METHODS = frozenset({"client_secret_post", "client_secret_basic",
+                                   "client_secret_jwt"})
+#: Properties a document must never carry (CIMD section 4.1).
+CIMD_FORBIDDEN = ("client_secret", "client_secret_expires_at")
+#: Properties of the document that are not RFC 7591 client metadata of the client itself.
+CIMD_OWN = frozenset({"client_id", "software_statement"})
+
+
+def client_id_url_problem(url: Any) -> str | None:
+    """What makes ``url`` unusable as a client identifier URL, if anything (CIMD section 3,
+    Client Identifier): https, a path, no dot segments, no fragment, no userinfo."""
+    if not isinstance(url, str) or not url:
+        return "must be a non-empty string"
+    if _has_bad_chars(url):
+        return "contains whitespace or control characters"
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return "must use the https scheme"
+    if not parts.hostname:
+        return "has no host"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "must not contain a username or password"
+    if "#" in url:
+        return "must not contain a fragment"
+    if not parts.path or parts.path == "/":
+        return "must contain a path component"
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        return "must not contain single-dot or double-dot path segments"
+    return None
+
+
+def check_document(document: Any, url: str) -> list[Finding]:
+    """Every rule a Client ID Metadata Document fetched from ``url`` must follow: its own
+    (CIMD section 4.1) and the RFC 7591 section 2 rules of the client metadata it carries."""
+    ctx = Context()
+    rule = f"{CIMD} section 4.1"
+    if not isinstance(document, dict):
+        ctx.error("client_id", "the document must be a JSON object", f"{rule}, RFC 8259")
+        return ctx.findings
+    if document.get("client_id") != url:
+        # Simple string comparison (RFC 3986 section 6.2.1): no normalisation at all.
+        ctx.error("client_id", f"{_short(document.get('client_id'))} is not the document's URL "
+                  f"{_short(url)}", f"{rule}, RFC 3986 section 6.2.1")
+    method = document.get("token_endpoint_auth_method")
+    if method in SHARED_SECRET_METHODS:
+        ctx.error("token_endpoint_auth_method", f"{method} relies on a shared secret, which a "
+                  "published document can't establish; use private_key_jwt or none", rule)
+    for name in CIMD_FORBIDDEN:
+        if name in document:
+            ctx.error(name, "must not appear in a client metadata document", rule)
+    statement = document.get("software_statement")
+    if "software_statement" in document and not (isinstance(statement, str) and statement):
+        ctx.error("software_statement", "must be a compact JWS string", "RFC 7591 section 2.3")
+    client = {k: v for k, v in document.items() if k not in CIMD_OWN and k not in CIMD_FORBIDDEN}
+    reported = {f.claim for f in ctx.findings}
+    ctx.findings.extend(f for f in check_claims(client) if f.claim not in reported)
+    return ctx.findings

@@ -22,7 +22,7 @@ from issuer.core.encoding import canonical_json, sha256_hex
 from issuer.core.errors import NotFound, TemplateError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-KEYS = ("description", "extends", "lifetime", "overridable", "required", "claims")
+KEYS = ("description", "extends", "lifetime", "overridable", "required", "cimd", "claims")
 RULE = "SPEC Templates"
 
 
@@ -55,22 +55,28 @@ class Template:
     claims: dict[str, Any]
     digest: str
     warnings: tuple[Problem, ...] = ()
+    #: Also served as a Client ID Metadata Document at ``/clients/<name>`` (docs/cimd.md).
+    cimd: bool = False
 
     def content(self) -> dict[str, Any]:
         """The resolved content that the digest covers (and history diffs compare)."""
         return template_content(self.description, self.lifetime, self.overridable,
-                                self.required, self.claims)
+                                self.required, self.claims, self.cimd)
 
 
 def template_content(description: str, lifetime: int, overridable: Iterable[str],
-                     required: Iterable[str], claims: dict[str, Any]) -> dict[str, Any]:
-    return {
+                     required: Iterable[str], claims: dict[str, Any],
+                     cimd: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {
         "description": description,
         "lifetime": format_duration(lifetime),
         "overridable": sorted(overridable),
         "required": sorted(required),
         "claims": claims,
     }
+    if cimd:  # only when set, so the digests of templates that never host one stay the same
+        content["cimd"] = True
+    return content
 
 
 def check_name(name: str) -> str:
@@ -205,7 +211,7 @@ class TemplateStore:
             else:
                 self._resolve(parent, res, referrer=shown)
         # Parents were applied first; this file's values now win (SPEC "Inheritance").
-        for key in ("description", "lifetime", "overridable", "required"):
+        for key in ("description", "lifetime", "overridable", "required", "cimd"):
             if key in data:
                 res.values[key] = data[key]
                 res.origin[key] = shown
@@ -229,13 +235,15 @@ class TemplateStore:
         overridable = self._claim_list(res, "overridable")
         required = self._claim_list(res, "required")
         overridable |= required  # SPEC: required implies overridable
+        cimd = self._cimd(res, required)
         for finding in metadata.check_claims(res.claims, pending=required):
             file = where("claims." + finding.claim, res.leaf)
             res.problems.append(Problem(finding.level, file, f"claim '{finding.claim}'",
                                         finding.message, finding.rule, finding.code))
         if any(p.level == "error" for p in res.problems) or lifetime is None:
             return None, res.problems
-        content = template_content(description, lifetime, overridable, required, res.claims)
+        content = template_content(description, lifetime, overridable, required, res.claims,
+                                   cimd)
         template = Template(
             name=name,
             path=self.path(name),
@@ -247,8 +255,30 @@ class TemplateStore:
             claims=dict(res.claims),
             digest=sha256_hex(canonical_json(content)),
             warnings=tuple(p for p in res.problems if p.level == "warning"),
+            cimd=cimd,
         )
         return template, res.problems
+
+    def _cimd(self, res: _Resolution, required: set[str]) -> bool:
+        """``cimd = true``: the claims must also make a Client ID Metadata Document, so no
+        method built on a shared secret (draft-ietf-oauth-client-id-metadata-document s4.1),
+        and nothing required at mint time: the hosted document is minted with no caller."""
+        value = res.values.get("cimd", False)
+        file = res.origin.get("cimd", res.leaf)
+        if not isinstance(value, bool):
+            res.fail(file, "key 'cimd'", "must be true or false")
+            return False
+        method = res.claims.get("token_endpoint_auth_method")
+        if value and method in metadata.SHARED_SECRET_METHODS:
+            res.fail(res.origin.get("claims.token_endpoint_auth_method", res.leaf),
+                     "claim 'token_endpoint_auth_method'",
+                     f"{method} relies on a shared secret, which a Client ID Metadata Document "
+                     "can't carry (cimd = true); use private_key_jwt or none",
+                     f"{metadata.CIMD} section 4.1")
+        if value and required:
+            res.fail(file, "key 'cimd'", f"a hosted document is minted without mint-time "
+                     f"values, but required = {sorted(required)}")
+        return bool(value)
 
     def _lifetime(self, res: _Resolution) -> int | None:
         if "lifetime" not in res.values:

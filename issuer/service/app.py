@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from issuer import __version__
 from issuer.core.authority import Authority
+from issuer.core.cimd import HostedDocuments
 from issuer.core.clock import format_duration, parse_time
 from issuer.core.errors import (
     InsufficientScope,
@@ -390,6 +391,26 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
             return JSONResponse({"status": "unavailable", "error": exc.error,
                                  "error_description": exc.description}, status_code=503)
         return JSONResponse({"status": "ok", "issuer": config.issuer, "active_kid": key.kid})
+
+    # --- Client ID Metadata Documents (docs/cimd.md) ---------------------------------------
+
+    hosted = HostedDocuments(authority, mint=lambda request, principal, channel: batcher.mint(
+        request, principal=principal, channel=channel))
+
+    @app.get("/clients/{name}", tags=["public"],
+             summary="A template's Client ID Metadata Document (templates with cimd = true)",
+             responses={200: {"content": {"application/json": {}}}, **errors(404, 409, 503)})
+    def client_document(name: str) -> Response:
+        body, max_age = hosted.document(name)
+        return Response(body, media_type="application/json",
+                        headers={"Cache-Control": f"public, max-age={max_age}"})
+
+    @app.get("/clients/{name}/", include_in_schema=False)
+    def client_document_slash(name: str) -> Response:
+        # Without this route the framework would redirect to the URL without the slash; a
+        # client_id URL never redirects (authorization servers must not follow it anyway).
+        raise NotFound(f"no Client ID Metadata Document at /clients/{name}/ (the client_id "
+                       "has no trailing slash)")
 
     # --- minting ----------------------------------------------------------------------------
 

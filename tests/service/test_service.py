@@ -338,7 +338,7 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
         ("/v1/log/checkpoint", "get"), ("/v1/log/key", "get"), ("/v1/log/proof/inclusion", "get"),
         ("/v1/log/proof/consistency", "get"), ("/v1/log/entries", "get"),
         ("/v1/statements/{jti}/revoke", "post"), ("/v1/status-lists/{list_id}", "get"),
-        ("/v1/status", "post")}
+        ("/v1/status", "post"), ("/clients/{name}", "get")}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     mint = spec["paths"]["/v1/statements"]["post"]
     assert mint["security"] == [{"HTTPBearer": []}]
@@ -356,7 +356,7 @@ ROUTES = ["/.well-known/jwks.json", "/.well-known/software-statement-issuer", "/
           "/v1/log/proof/inclusion", "/v1/log/proof/consistency", "/v1/log/entries",
           "/v1/status", "/v1/status-lists/x", "/v1/statements/x/revoke",
           "/v1/statements", "/v1/statements/x", "/v1/templates", "/v1/templates/mcp-connector",
-          "/openapi.json", "/nope"]
+          "/openapi.json", "/nope", "/clients/x", "/clients/desktop-agent", "/clients/x/"]
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
                            | st.text(max_size=40),
                            lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=12), c,

@@ -15,8 +15,11 @@ What it guarantees (docs/verifying.md):
 - keys come only from the trusted issuer's configured JWKS (inline or ``jwks_uri``), never from
   the statement or its header (``jwk``, ``jku``, ``x5u``, ``x5c`` are refused);
 - the algorithm allow-list is the issuer's, never the token's; ``none`` and HMAC never verify;
-- signature, ``iss``, ``exp``, ``iat``, ``nbf``, an optional maximum age, the RFC 7591 metadata
-  rules and, when the statement carries one, its Token Status List entry;
+- only statements verify: the issuer's status list tokens, historical-keys document or any other
+  JWT kind are refused by ``typ`` and by their claims (RFC 8725 sections 3.11-3.12);
+- signature, ``iss``, ``aud`` (against ``audience``), ``exp``, ``iat``, ``nbf``, an optional
+  maximum age, the RFC 7591 metadata rules and, last, when the statement carries one, its Token
+  Status List entry (on the issuer's origin only);
 - a statement signed by a revoked key says so (from the issuer's historical keys), instead of
   only "unknown key".
 """

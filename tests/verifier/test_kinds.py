@@ -185,3 +185,20 @@ def test_hostile_requests_are_coded_and_recorded(auth: Authority) -> None:
 def test_issuer_verify_refuses_hostile_tokens(cli: Cli) -> None:
     result = cli("verify", _raw(DEEP, "{}"), "--no-status-check")
     assert_one_line_error(result, 1, "nested deeper")
+
+
+def test_an_unexpected_failure_is_still_a_recorded_refusal(auth: Authority) -> None:
+    """A replay store that fails (a Redis outage) refuses and records: never a registration."""
+
+    class Broken:
+        def first_use(self, issuer: str, jti: str, exp: int) -> bool:
+            raise ConnectionError("replay store unreachable")
+
+    decisions: list[dict[str, Any]] = []
+    registrar = Registrar(verifier(auth), RegistrationPolicy(replay_cache=Broken()),
+                          on_decision=decisions.append)
+    with pytest.raises(ConnectionError):
+        registrar.register({"software_statement": statement(auth)})
+    assert decisions[-1]["decision"] == "rejected"
+    assert decisions[-1]["error"] == "server_error"
+    assert decisions[-1]["error_description"] == "ConnectionError while registering"

@@ -542,7 +542,7 @@ def check_redirect_flows(ctx: Context, claims: Mapping[str, Any]) -> None:
     if claims.get("application_type", "web") == "web" and isinstance(redirects, list):
         for uri in redirects:
             scheme = urlsplit(uri).scheme.lower() if isinstance(uri, str) else ""
-            if _PRIVATE_USE_SCHEME.match(scheme) and scheme not in ("http", "https"):
+            if _PRIVATE_USE_SCHEME.match(scheme):
                 ctx.error("redirect_uris", f"{_short(uri)} is a private-use scheme, which only a "
                           "native app can receive (set application_type = \"native\")",
                           "RFC 8252 section 7.1, OpenID Connect Registration 1.0 section 2",

@@ -88,11 +88,12 @@ def rebase(url: str, issuer: str, base_url: str | None) -> str:
 def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     parts = urlsplit(url)
     host = parts.hostname or ""
+    # The port is always passed: http.client would read "::1" as host "::", port 1.
     if parts.scheme == "https" and host:
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=ssl.create_default_context())
+            host, parts.port or 443, timeout=timeout, context=ssl.create_default_context())
     elif parts.scheme == "http" and is_loopback_host(host):
-        connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        connection = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
     else:
         raise FetchError(f"{url} is not an https URL")
     return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

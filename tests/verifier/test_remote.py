@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -94,6 +95,21 @@ def test_redirects_are_not_followed(hostile: str, target: str) -> None:
     with pytest.raises(InvalidSoftwareStatement, match="not followed"):
         RemoteJwks(f"{hostile}/redirect?to={location}").get()
     assert http_get(f"{hostile}/ok", {}, limit=1024).body == b'{"keys": []}'
+
+
+def test_an_ipv6_loopback_url_is_fetched_from_its_port() -> None:
+    class V6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    server = V6(("::1", 0), Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://[::1]:{server.server_address[1]}/ok"
+        assert http_get(url, {}, limit=1024).body == b'{"keys": []}'
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_one_deadline_for_the_whole_fetch(hostile: str) -> None:

@@ -213,7 +213,8 @@ def test_status_lists_only_from_the_issuers_origin(auth: Authority, issuer_site:
                                                    uri: str) -> None:
     verifier = verifier_for(issuer_site, FixedClock(START))
     token = _restatus(auth, mint(auth), uri)
-    with pytest.raises(InvalidSoftwareStatement, match="not on the origin of its issuer"):
+    with pytest.raises(InvalidSoftwareStatement,
+                       match=f"status list {re.escape(uri)} is not on the origin of its issuer"):
         verifier.verify(token)
     assert not any("status-lists" in u for u in issuer_site.fetches)
     assert verifier.status is not None and verifier.status.fetches == 0
@@ -334,3 +335,20 @@ def test_historical_keys_signature_is_checked(auth: Authority) -> None:
     assert client(forged).lookup("framed", jwks=jwks, issuer=ISS) is None
     assert client(forged).lookup(old, jwks=jwks, issuer=ISS) is None
     assert client(document).lookup(old, jwks=jwks, issuer="https://evil.example") is None
+
+
+def test_a_staging_copy_serves_the_status_lists(auth: Authority, issuer_site: FakeIssuer) -> None:
+    """With ``base_url``, the list a statement names on the issuer's origin is fetched from the
+    staging copy; every check on the list still uses the issuer's own URI."""
+    staging = "http://127.0.0.1:9"
+    verifier = verifier_for(issuer_site, FixedClock(START), base_url=staging)
+    asked: list[str] = []
+    status = verifier.status
+    assert status is not None
+    status.fetch = lambda url: (asked.append(url), issuer_site.get(  # type: ignore[assignment]
+        url.replace(staging, ISS), {}).body)[1]
+    token = mint(auth)
+    assert verifier.verify(token)
+    uri = json.loads(b64url_decode(token.split(".")[1]))["status"]["status_list"]["uri"]
+    assert asked == [uri.replace(ISS, staging)]
+    assert verifier.issuer(ISS).jwks.uri == f"{staging}/.well-known/jwks.json"  # type: ignore[union-attr]

@@ -313,8 +313,10 @@ class RemoteJwks:
     def __init__(self, uri: str, *, clock: Clock | None = None, get: HttpGet | None = None,
                  min_refresh_interval: float = 60.0, max_stale: float = 86400.0,
                  default_max_age: int = 300, max_age_cap: int = 86400,
-                 timeout: float = FETCH_TIMEOUT) -> None:
+                 timeout: float = FETCH_TIMEOUT, failure_ttl: float = FAILURE_TTL) -> None:
         self.uri = uri
+        #: With no set at all, how long a failed fetch answers for itself (0: ask every time).
+        self.failure_ttl = failure_ttl
         self.clock: Clock = clock or SystemClock()
         self._get: HttpGet = get or (lambda url, headers: http_get(
             url, headers, limit=MAX_JWKS_BYTES, timeout=timeout))
@@ -360,7 +362,8 @@ class RemoteJwks:
         """The cached set when no fetch is due, else None (under the lock)."""
         recent = now - self._last_attempt < self.min_refresh_interval
         if self._jwks is None:
-            failed_lately = now - self._last_attempt < min(FAILURE_TTL, self.min_refresh_interval)
+            failed_lately = now - self._last_attempt < min(self.failure_ttl,
+                                                           self.min_refresh_interval)
             if failed_lately and self._failure is not None:  # don't hammer a failing issuer
                 raise invalid(f"the issuer's JWKS is unavailable: {self._failure}")
             return None

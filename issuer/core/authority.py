@@ -541,13 +541,16 @@ class Authority:
         return StatusListClient(clock=self.clock, fetch=fetch)
 
     def verify(self, token: str, *, jwks: Mapping[str, Any] | None = None,
-               issuer: str | None = None, check_status: bool = True) -> VerifiedStatement:
-        """Verify like an authorization server would, by default against this issuer's
-        published keys and status lists; a statement of a revoked key says so."""
+               issuer: str | None = None, check_status: bool = True,
+               audience: str | None = None) -> VerifiedStatement:
+        """Verify like an authorization server would (one whose identifier is ``audience``),
+        by default against this issuer's published keys and status lists; a statement of a
+        revoked key says so."""
         try:
             return verify(token, jwks=self.jwks() if jwks is None else jwks,
                           issuer=issuer or self.config.issuer, clock=self.clock,
-                          status=self.status_client() if check_status else None)
+                          status=self.status_client() if check_status else None,
+                          audience=audience)
         except InvalidSoftwareStatement as exc:
             if jwks is None and "unknown key" in exc.description:
                 kid = read_header(token).get("kid")

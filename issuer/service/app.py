@@ -63,7 +63,6 @@ log = logging.getLogger("issuer.service")
 MAX_BODY = 64 * 1024
 JWK_SET_TYPE = "application/jwk-set+json"
 STATUSLIST_JWT = "application/statuslist+jwt"
-STATUSLIST_JSON = "application/statuslist+json"
 HISTORICAL_KEYS_TYPE = "application/jwk-set+jwt"
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
@@ -594,22 +593,20 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
                 "revocation_reason": record.revocation_reason}
 
     @app.get("/v1/status-lists/{list_id}", tags=["public"],
-             summary="A Token Status List (statuslist+jwt; Accept: application/statuslist+json "
-                     "for the unsigned form)",
-             responses={200: {"content": {STATUSLIST_JWT: {}, STATUSLIST_JSON: {}}},
+             summary="A Token Status List Token (statuslist+jwt; the unsigned JSON form left "
+                     "draft-ietf-oauth-status-list in -06 and is not served)",
+             responses={200: {"content": {STATUSLIST_JWT: {}}},
                         304: {"description": "Not modified"}, **errors(404)})
     def status_list(list_id: str, request: Request) -> Response:
         token, claims = authority.status.document(list_id, authority.keystore)
-        unsigned = STATUSLIST_JSON in request.headers.get("accept", "")
-        body = json.dumps(claims, separators=(",", ":")).encode() if unsigned else token.encode()
+        body = token.encode()
         etag = '"' + base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode() + '"'
         age = max(0, authority.now() - int(claims["iat"]))
-        headers = {"ETag": etag, "Vary": "Accept",
+        headers = {"ETag": etag,
                    "Cache-Control": f"public, max-age={max(0, int(claims['ttl']) - age)}"}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        return Response(body, media_type=STATUSLIST_JSON if unsigned else STATUSLIST_JWT,
-                        headers=headers)
+        return Response(body, media_type=STATUSLIST_JWT, headers=headers)
 
     @app.post("/v1/status", tags=["public"],
               summary="The status of a statement this issuer signed: active, revoked, "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -35,6 +36,8 @@ class MintBatcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0  # how many transactions the writer committed (for tests and logs)
+        self._wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = \
+            weakref.WeakKeyDictionary()
 
     def submit(self, request: MintRequest, principal: str, channel: str, done: Done) -> None:
         """Queue one mint; ``done`` gets its result or error, on the writer thread, after the
@@ -59,19 +62,10 @@ class MintBatcher:
         """Mint one statement from the event loop, without a worker thread per request."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[MintResult] = loop.create_future()
-
-        def settle(outcome: MintResult | BaseException) -> None:
-            if future.done():
-                return
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
-        def done(outcome: MintResult | BaseException) -> None:
-            loop.call_soon_threadsafe(settle, outcome)
-
-        self.submit(request, principal, channel, done)
+        wake = self._wakers.get(loop)
+        if wake is None:
+            wake = self._wakers[loop] = _LoopWaker(loop)
+        self.submit(request, principal, channel, lambda outcome: wake.settle(future, outcome))
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
@@ -119,3 +113,35 @@ class MintBatcher:
         self.batches += 1
         for (*_, done), outcome in zip(batch, outcomes):
             done(outcome)
+
+
+class _LoopWaker:
+    """Hands a committed group's outcomes to an event loop with one wake-up per group: the
+    first outcome schedules a drain, the rest of the group joins the pending list, and the
+    loop settles them all in one callback (a ``call_soon_threadsafe`` per request would write
+    the loop's self-pipe and wake it once per statement)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[MintResult], MintResult | BaseException]] = []
+
+    def settle(self, future: asyncio.Future[MintResult],
+               outcome: MintResult | BaseException) -> None:
+        """Called on the writer thread."""
+        with self._lock:
+            self._pending.append((future, outcome))
+            first = len(self._pending) == 1
+        if first:
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, outcome in pending:
+            if future.done():  # its request gave up waiting
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

@@ -22,7 +22,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,14 +162,33 @@ class StatementRecord:
     log_index: int = -1
     revoked_at: int | None = None
     revocation_reason: str | None = None
+    #: ``canonical_json(claims)`` when the minter already has it (the signed payload's bytes):
+    #: :meth:`event_text` splices it in rather than encoding the claims again.
+    claims_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def event_data(self) -> dict[str, Any]:
         """What the ``statement.issued`` event carries: the record as issued."""
         return {name: getattr(self, name) for name in _ISSUED_FIELDS}
 
+    def event_text(self) -> str:
+        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the rest is
+        encoded alone and the claims spliced in before the key that sorts after ``claims``: an
+        unescaped ``,"digest":`` can only be that key (a quote inside a JSON string is
+        escaped, and after a string's closing quote comes ``,`` or ``}``)."""
+        if self.claims_json is None:
+            return canonical_json(self.event_data()).decode("utf-8")
+        rest = canonical_json({name: getattr(self, name) for name in _ISSUED_FIELDS
+                               if name != "claims"})
+        cut = rest.index(_AFTER_CLAIMS)
+        return (rest[:cut] + b',"claims":' + self.claims_json + rest[cut:]).decode("utf-8")
+
 
 _ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
-                       if f.name not in ("log_index", "revoked_at", "revocation_reason"))
+                       if f.name not in ("log_index", "revoked_at", "revocation_reason",
+                                         "claims_json"))
+_sorted_fields = sorted(_ISSUED_FIELDS)
+#: The key that follows ``claims`` in an entry's sorted keys (``digest``), as encoded there.
+_AFTER_CLAIMS = b',"%s":' % _sorted_fields[_sorted_fields.index("claims") + 1].encode()
 
 
 @dataclass(frozen=True)
@@ -342,7 +361,7 @@ class AuditStore:
         events, rows, done = [], [], []
         for offset, record in enumerate(records):
             idx = start + offset
-            text = canonical_json(record.event_data()).decode("utf-8")
+            text = record.event_text()
             events.append((idx, record.iat, "statement.issued", record.principal,
                            record.channel, record.jti, text))
             list_id, list_idx = status[offset] if status else (None, None)

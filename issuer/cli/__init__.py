@@ -17,6 +17,7 @@ from .common import IssuerGroup, config_option
 from .init import init
 from .keys import jwks_command, keys
 from .mint import mint
+from .publishers import publishers
 from .revoke import revoke
 from .serve import serve
 from .templates import templates
@@ -35,7 +36,7 @@ def cli() -> None:
 
 
 for command in (init, keys, jwks_command, templates, mint, verify_command, revoke, audit,
-                tokens, serve, cimd):
+                tokens, publishers, serve, cimd):
     cli.add_command(command)
 
 

@@ -27,12 +27,16 @@ def audit() -> None:
 @click.option("--template", default=None, help="Only statements of this template.")
 @click.option("--software-id", default=None, help="Only statements with this software_id.")
 @click.option("--kid", default=None, help="Only statements signed by this key.")
+@click.option("--publisher", default=None, help="Only statements minted by this trusted publisher.")
+@click.option("--repository", default=None,
+              help="Only statements built from this source repository (owner/name).")
 @click.option("--since", default=None, metavar="WHEN",
               help="Issued at or after WHEN: RFC 3339 date/time, or a duration ago like 7d.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N records.")
 @json_option
 def audit_list(revoked: bool, template: str | None, software_id: str | None, kid: str | None,
-               since: str | None, limit: int | None, as_json: bool) -> None:
+               publisher: str | None, repository: str | None, since: str | None,
+               limit: int | None, as_json: bool) -> None:
     """List issued statements, oldest first."""
     auth = authority()
     try:
@@ -40,7 +44,8 @@ def audit_list(revoked: bool, template: str | None, software_id: str | None, kid
     except ValueError as exc:
         raise UsageError(f"--since: {exc}") from None
     records = auth.audit.statements(template=template, software_id=software_id, kid=kid,
-                                    since=since_t, limit=limit, revoked=True if revoked else None)
+                                    since=since_t, limit=limit, revoked=True if revoked else None,
+                                    publisher=publisher, repository=repository)
     if as_json:
         echo_json([asdict(r) for r in records])
         return

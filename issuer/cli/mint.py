@@ -1,9 +1,11 @@
-"""``issuer mint``: one statement, or a batch, from the local keystore."""
+"""``issuer mint``: one statement, or a batch, from the local keystore; or one through a
+served issuer (``--remote``)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ from issuer.core.files import atomic_write
 from issuer.core.statements import MintRequest, parse_mint_request
 
 from .common import authority, config_option, json_option
+from .remote import RemoteIssuer, ambient_id_token, default_idempotency_key, read_token_file
 
 
 def parse_values(sets: Sequence[str], set_jsons: Sequence[str]) -> dict[str, Any]:
@@ -90,14 +93,43 @@ def progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
               help="Mint one statement per JSONL line {template, claims}, all or nothing.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the output to FILE instead of stdout.")
+@click.option("--remote", default=None, metavar="URL",
+              help="Mint through the issuer served at URL instead of the local keystore.")
+@click.option("--token-file", default=None, type=click.Path(dir_okay=False),
+              help="With --remote: a file holding the API token.")
+@click.option("--oidc", is_flag=True,
+              help="With --remote: exchange the CI's OIDC ID token (GitHub Actions, GitLab CI).")
+@click.option("--audience", default=None,
+              help="With --oidc: the audience to ask the CI for (default: the issuer's).")
+@click.option("--idempotency-key", default=None, metavar="KEY",
+              help="With --remote: retries with KEY get the same statement (default: derived "
+                   "from the CI run and the request).")
 @json_option
 def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...],
-         batch: str | None, out: Path | None, as_json: bool) -> None:
+         batch: str | None, out: Path | None, remote: str | None, token_file: str | None,
+         oidc: bool, audience: str | None, idempotency_key: str | None, as_json: bool) -> None:
     """Mint a signed software statement from TEMPLATE (or a --batch file).
 
     Prints the compact JWS, or with --json the object with software_statement, jti, digest,
     kid, iat, exp and template. Output appears only after the audit record is committed.
+    With --remote URL the served issuer mints it (same output), authenticated by
+    --token-file or, with no stored secret, by --oidc.
     """
+    if remote is None and (token_file or oidc or audience or idempotency_key):
+        raise UsageError("--token-file, --oidc, --audience and --idempotency-key go with "
+                         "--remote URL")
+    if remote is not None:
+        if batch is not None or not template:
+            raise UsageError("--remote mints one TEMPLATE (no --batch)")
+        if (token_file is None) == (not oidc):
+            raise UsageError("--remote needs exactly one of --token-file FILE and --oidc")
+        if audience and not oidc:
+            raise UsageError("--audience goes with --oidc")
+        request = parse_mint_request({"template": template,
+                                      "claims": parse_values(sets, set_jsons)})
+        result = _mint_remote(request, remote, token_file, audience, idempotency_key)
+        _emit([result], as_json, single=True, out=out)
+        return
     if batch is not None and (template or sets or set_jsons):
         raise UsageError("--batch takes its templates and claims from the file; don't give "
                          "TEMPLATE, --set or --set-json with it")
@@ -112,12 +144,29 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
     with progress_bar(len(requests)) as progress:
         results = authority().mint_many(requests, principal=local_principal(), channel="cli",
                                         progress=progress)
-    lines = [json.dumps(r.as_json()) if as_json else r.software_statement for r in results]
-    if as_json and batch is None:
-        lines = [json.dumps(results[0].as_json(), indent=2)]
+    _emit([r.as_json() for r in results], as_json, single=batch is None, out=out)
+
+
+def _emit(results: Sequence[dict[str, Any]], as_json: bool, *, single: bool,
+          out: Path | None) -> None:
+    """The same output for a local and a remote mint."""
+    lines = [json.dumps(r) if as_json else r["software_statement"] for r in results]
+    if as_json and single:
+        lines = [json.dumps(results[0], indent=2)]
     output = "\n".join(lines) + "\n"
     if out is not None:
         atomic_write(out, output.encode("utf-8"))
         click.echo(f"wrote {len(results)} statement(s) to {out}", err=True)
     else:
         click.echo(output, nl=False)
+
+
+def _mint_remote(request: MintRequest, url: str, token_file: str | None,
+                 audience: str | None, key: str | None) -> dict[str, Any]:
+    issuer = RemoteIssuer(url)
+    if token_file is not None:
+        bearer = read_token_file(token_file)
+    else:
+        id_token = ambient_id_token(audience or issuer.audience(), os.environ)
+        bearer = issuer.exchange(id_token)
+    return issuer.mint(request, bearer, key or default_idempotency_key(request, os.environ))

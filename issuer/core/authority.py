@@ -11,7 +11,7 @@ import gc
 import getpass
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,19 @@ from issuer.core.config import (
     render_config,
     validate_issuer_url,
 )
-from issuer.core.encoding import statement_digest
+from issuer.core.encoding import canonical_json, statement_digest
 from issuer.core.errors import (
+    AuditUnavailable,
     ConfigError,
     Conflict,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
     InvalidSoftwareStatement,
+    InvalidTarget,
     IssuerError,
     NotFound,
+    UnsupportedGrantType,
     UsageError,
 )
 from issuer.core.files import atomic_write
@@ -42,6 +48,16 @@ from issuer.core.statements import (
     encode_payload,
     new_jti,
     resolve_claims,
+)
+from issuer.core.publishers import (
+    ACCESS_TOKEN_TYPE,
+    GRANT_TYPE,
+    ID_TOKEN_TYPE,
+    CiTokenVerifier,
+    Match,
+    choose,
+    parse_publishers,
+    unverified_claims,
 )
 from issuer.core.templates import Template, TemplateStore
 from issuer.core.tokens import TokenStore
@@ -64,6 +80,12 @@ def local_principal() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
+
+
+#: The most of a refused CI token's claims an audit event keeps (bytes of JSON).
+MAX_LOGGED_CLAIMS = 8 * 1024
+#: How long the service remembers an Idempotency-Key (docs/http-api.md).
+IDEMPOTENCY_WINDOW = 24 * 3600
 
 
 @contextlib.contextmanager
@@ -89,6 +111,12 @@ class _Prepared:
     principal: str
     channel: str
 
+    @property
+    def scope(self) -> str:
+        """Whose Idempotency-Keys: a publisher's across its exchanges, else the principal's."""
+        origin = self.request.origin
+        return f"publisher:{origin.publisher}" if origin else f"principal:{self.principal}"
+
 
 class Authority:
     """Keys, templates and audit records of one issuer, behind one set of operations."""
@@ -102,6 +130,9 @@ class Authority:
         self.templates = TemplateStore(config.templates_dir, config.max_lifetime)
         self._audit: AuditStore | None = None
         self._status: StatusRegistry | None = None
+        self._ci_tokens: CiTokenVerifier | None = None
+        #: The trusted publishers of issuer.toml, checked (docs/pipelines.md).
+        self.publishers = parse_publishers(config.publishers, str(config.path))
         self.keys = KeyLifecycle(self.keystore, lambda: self.audit, config, self.clock)
 
     @classmethod
@@ -199,6 +230,57 @@ class Authority:
         return answer
 
     @property
+    def ci_tokens(self) -> CiTokenVerifier:
+        """Verifies CI ID tokens for the trusted publishers; its key caches live as long as
+        the authority (one per served process)."""
+        if self._ci_tokens is None:
+            self._ci_tokens = CiTokenVerifier(self.publishers, self.config.exchange_audience,
+                                              self.clock)
+        return self._ci_tokens
+
+    def exchange(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """``POST /v1/oidc/token`` (RFC 8693 section 2): a CI ID token for a minter token of
+        the publisher it matches. Every exchange, accepted or refused, is an audit event."""
+        claims: dict[str, Any] = {}
+        chosen: str | None = None
+        try:
+            subject = _exchange_subject(form, self.config.issuer)
+            claims = unverified_claims(subject)
+            ci = self.ci_tokens.verify(subject)
+            claims = ci.claims
+            publisher, results = choose(self.ci_tokens.for_issuer(ci.issuer), ci.claims)
+            if publisher is None:
+                why = "; ".join(f"{name}: {reason}" for name, reason in results)
+                raise InvalidGrant(f"no trusted publisher matches this token ({why})")
+            chosen = publisher.name
+            templates = _exchange_scope(form.get("scope"), publisher.templates)
+            match = Match(publisher, ci)
+            origin = {"publisher": publisher.name, "repository": match.repository,
+                      "provenance": match.provenance, "ci_claims": ci.claims}
+            lifetime = self.config.exchange_lifetime
+            token, secret = self.tokens.exchange(
+                publisher=publisher.name, templates=templates, lifetime=lifetime,
+                ci_issuer=ci.issuer, ci_jti=ci.jti, ci_exp=ci.exp, origin=origin,
+                event={"publisher": publisher.name, "ci_claims": ci.claims}, now=self.now())
+        except IssuerError as exc:
+            if not isinstance(exc, AuditUnavailable):
+                self._refused_exchange(exc, chosen, claims)
+            raise
+        return {"access_token": secret, "token_type": "Bearer", "expires_in": lifetime,
+                "issued_token_type": ACCESS_TOKEN_TYPE, "scope": " ".join(token.templates)}
+
+    def _refused_exchange(self, exc: IssuerError, publisher: str | None,
+                          claims: Mapping[str, Any]) -> None:
+        kept = dict(claims) if len(canonical_json(claims)) <= MAX_LOGGED_CLAIMS else {
+            "iss": claims.get("iss"), "sub": claims.get("sub"), "truncated": True}
+        with self.audit.transaction():
+            self.audit.append_event(
+                time=self.now(), type="oidc.refused", actor=str(claims.get("sub", "unknown")),
+                channel="http", subject=publisher or str(claims.get("iss", "unknown")),
+                data={"publisher": publisher, "error": exc.error,
+                      "error_description": exc.description, "ci_claims": kept})
+
+    @property
     def tokens(self) -> TokenStore:
         """API tokens of the HTTP service, kept in the audit database."""
         return TokenStore(self.audit)
@@ -227,7 +309,11 @@ class Authority:
             prepared = [self._prepare(req, principal, channel, templates,
                                       f"item {i + 1}: " if len(requests) > 1 else "")
                         for i, req in enumerate(requests)]
-            return self._commit(prepared, progress)
+            results = self._commit(prepared, progress)
+        for result in results:
+            if isinstance(result, IssuerError):
+                raise result
+        return [r for r in results if isinstance(r, MintResult)]
 
     def mint_group(self, items: Sequence[tuple[MintRequest, str, str]]
                    ) -> list[MintResult | IssuerError]:
@@ -248,43 +334,74 @@ class Authority:
         return [outcome if outcome is not None else next(committed) for outcome in outcomes]
 
     def _commit(self, prepared: Sequence[_Prepared],
-                progress: Progress | None = None) -> list[MintResult]:
+                progress: Progress | None = None) -> list[MintResult | IssuerError]:
         signer = self.keystore.signer()
         now = self.now()
         # One transaction: the status indices, the signatures that carry them, the records and
         # the log checkpoint commit together, or not at all.
         with self.audit.transaction():
+            # An Idempotency-Key seen inside the window answers with its statement; looked up
+            # in the transaction, so two concurrent retries can't both mint.
+            earlier = [self._idempotent(item, now) for item in prepared]
+            fresh = [item for item, found in zip(prepared, earlier) if found is None]
             seen: set[str] = set()
-            for item in prepared:
+            for item in fresh:
                 if item.template.name not in seen:
                     self._note_template(item.template, now, item.principal, item.channel)
                     seen.add(item.template.name)
-            refs = self.status.allocate(len(prepared), now)
+            refs = self.status.allocate(len(fresh), now) if fresh else []
             first = self.audit.next_index()
             records = []
-            for index, (item, ref) in enumerate(zip(prepared, refs), start=first):
-                jti = new_jti()
-                payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
-                                        lifetime=item.template.lifetime, jti=jti,
-                                        status=ref.claim())
-                payload_json = encode_payload(payload)
-                token = signer.sign(payload_json)
-                records.append(StatementRecord(
-                    jti=jti, digest=statement_digest(token), iss=self.config.issuer,
-                    kid=signer.kid, alg=signer.alg, template=item.template.name,
-                    template_digest=item.template.digest,
-                    software_id=_text(item.claims.get("software_id")),
-                    software_version=_text(item.claims.get("software_version")),
-                    claims=payload, mint_values=dict(item.request.claims), iat=now,
-                    exp=payload["exp"], principal=item.principal, channel=item.channel,
-                    software_statement=token, log_index=index, claims_json=payload_json))
+            for index, (item, ref) in enumerate(zip(fresh, refs), start=first):
+                records.append(self._sign(item, signer, now, ref.claim(), index))
                 if progress:
                     progress(1)
             committed = self.audit.record_statements(
                 records, status=[(ref.list_id, ref.idx) for ref in refs])
-        return [MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
-                           kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
-                           log_index=r.log_index) for r in committed]
+            for item, record in zip(fresh, committed):
+                key = item.request.idempotency_key
+                if key is not None:
+                    self.audit.remember_idempotent(item.scope, key, item.request.digest(),
+                                                   record.jti, now, now - IDEMPOTENCY_WINDOW)
+        minted = iter(_result(r) for r in committed)
+        return [next(minted) if found is None else found for found in earlier]
+
+    def _sign(self, item: _Prepared, signer: Any, now: int, status: dict[str, Any],
+              index: int) -> StatementRecord:
+        jti = new_jti()
+        origin = item.request.origin
+        payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
+                                lifetime=item.template.lifetime, jti=jti, status=status,
+                                provenance=origin.provenance if origin else None)
+        payload_json = encode_payload(payload)
+        token = signer.sign(payload_json)
+        return StatementRecord(
+            jti=jti, digest=statement_digest(token), iss=self.config.issuer,
+            kid=signer.kid, alg=signer.alg, template=item.template.name,
+            template_digest=item.template.digest,
+            software_id=_text(item.claims.get("software_id")),
+            software_version=_text(item.claims.get("software_version")),
+            claims=payload, mint_values=dict(item.request.claims), iat=now,
+            exp=payload["exp"], principal=item.principal, channel=item.channel,
+            software_statement=token, log_index=index,
+            publisher=origin.publisher if origin else None,
+            repository=origin.repository if origin else None,
+            ci_claims=origin.ci_claims if origin else None, claims_json=payload_json)
+
+    def _idempotent(self, item: _Prepared, now: int) -> MintResult | IssuerError | None:
+        """The statement an earlier request with this Idempotency-Key got, a Conflict when
+        the key was used for another request, or None (mint)."""
+        key = item.request.idempotency_key
+        if key is None:
+            return None
+        found = self.audit.idempotent(item.scope, key, now - IDEMPOTENCY_WINDOW)
+        if found is None:
+            return None
+        digest, jti = found
+        if digest != item.request.digest():
+            return Conflict(f"Idempotency-Key {key!r} was used for a different request in the "
+                            "last 24 hours; use a new key for a new request")
+        return replace(_result(self.audit.statement(jti)), replayed=True)
 
     def _prepare(self, request: MintRequest, principal: str, channel: str,
                  templates: dict[str, Template], label: str) -> _Prepared:
@@ -379,6 +496,45 @@ def _change(path: str, old: Any, new: Any) -> dict[str, Any]:
         change["added"] = [v for v in new if v not in old]
         change["removed"] = [v for v in old if v not in new]
     return change
+
+
+def _exchange_subject(form: Mapping[str, str], issuer: str) -> str:
+    """The RFC 8693 section 2.1 parameters of a token exchange; the CI ID token."""
+    if form.get("grant_type") != GRANT_TYPE:
+        raise UnsupportedGrantType(f"grant_type must be {GRANT_TYPE}")
+    if form.get("subject_token_type") != ID_TOKEN_TYPE:
+        raise InvalidRequest(f"subject_token_type must be {ID_TOKEN_TYPE}")
+    requested = form.get("requested_token_type")
+    if requested not in (None, ACCESS_TOKEN_TYPE):
+        raise InvalidRequest(f"requested_token_type must be {ACCESS_TOKEN_TYPE}")
+    for name in ("audience", "resource"):
+        if form.get(name) not in (None, issuer):
+            raise InvalidTarget(f"{name} {form.get(name)!r} is not this issuer ({issuer})")
+    for name in ("actor_token", "actor_token_type"):
+        if name in form:
+            raise InvalidRequest(f"{name} is not supported (no delegation)")
+    subject = form.get("subject_token")
+    if not subject:
+        raise InvalidRequest("subject_token is missing (the CI's OIDC ID token)")
+    return subject
+
+
+def _exchange_scope(scope: str | None, allowed: Sequence[str]) -> list[str]:
+    """``scope``: the templates wanted, space-separated; all of the publisher's when absent."""
+    if scope is None:
+        return list(allowed)
+    wanted = scope.split()
+    outside = sorted(set(wanted) - set(allowed))
+    if not wanted or outside:
+        raise InvalidScope(f"template(s) {', '.join(outside) or '(none)'} are not among this "
+                           f"publisher's ({', '.join(allowed)})")
+    return wanted
+
+
+def _result(r: StatementRecord) -> MintResult:
+    return MintResult(software_statement=r.software_statement, jti=r.jti, digest=r.digest,
+                      kid=r.kid, iat=r.iat, exp=r.exp, template=r.template,
+                      log_index=r.log_index)
 
 
 def _text(value: Any) -> str | None:

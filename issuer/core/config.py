@@ -122,6 +122,22 @@ def _status_list_size(value: object) -> int:
     return size
 
 
+def _optional_string(value: object) -> str | None:
+    return None if value is None else _string(value)
+
+
+#: The longest a minter token from a CI token exchange may live: it only has to outlast one job.
+MAX_EXCHANGE_LIFETIME = 3600
+
+
+def _exchange_lifetime(value: object) -> int:
+    seconds = _duration(value)
+    if seconds > MAX_EXCHANGE_LIFETIME:
+        raise ValueError(f"{value!r} is longer than 1h; a pipeline's minter token only has to "
+                         "outlast one job")
+    return seconds
+
+
 _REQUIRED = object()
 
 
@@ -143,7 +159,13 @@ _SCHEMA: dict[str, tuple[_Parser, object]] = {
     "service.port": (_port, 8000),
     "service.jwks_max_age": (_positive_int, 300),
     "service.rate_limit": (parse_rate_limit, "600/minute"),
+    "trusted_publishing.audience": (_optional_string, None),
+    "trusted_publishing.token_lifetime": (_exchange_lifetime, "15m"),
 }
+#: Tables that hold nested keys; ``[[trusted_publishers]]`` is kept as given and checked by
+#: issuer.core.publishers (docs/pipelines.md).
+_TABLES = ("service", "trusted_publishing")
+PUBLISHERS_KEY = "trusted_publishers"
 _PATH_KEYS = ("keys_dir", "templates_dir", "database")
 
 
@@ -176,6 +198,11 @@ class Config:
     status_list_size: int
     status_list_ttl: int
     service: ServiceConfig
+    #: ``aud`` a CI ID token must carry, and how long an exchanged minter token lives.
+    exchange_audience: str = ""
+    exchange_lifetime: int = 900
+    #: The ``[[trusted_publishers]]`` tables as written (issuer.core.publishers checks them).
+    publishers: tuple[dict[str, Any], ...] = ()
 
     @property
     def home(self) -> Path:
@@ -205,9 +232,12 @@ def find_config(explicit: str | os.PathLike[str] | None, env: Mapping[str, str])
 def _flatten(data: Mapping[str, Any], path: Path) -> dict[str, object]:
     flat: dict[str, object] = {}
     for key, value in data.items():
+        if key == PUBLISHERS_KEY:
+            continue
         if isinstance(value, dict):
-            if key != "service":
-                raise ConfigError(f"{path}: unknown table [{key}] (known: [service])")
+            if key not in _TABLES:
+                known = ", ".join(f"[{t}]" for t in (*_TABLES, f"[{PUBLISHERS_KEY}]"))
+                raise ConfigError(f"{path}: unknown table [{key}] (known: {known})")
             for sub, subvalue in value.items():
                 flat[f"{key}.{sub}"] = subvalue
         else:
@@ -245,6 +275,10 @@ def load_config(
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     flat = _flatten(data, path)
+    publishers = data.get(PUBLISHERS_KEY, [])
+    if not isinstance(publishers, list) or not all(isinstance(p, dict) for p in publishers):
+        raise ConfigError(f"{path}: '{PUBLISHERS_KEY}' must be an array of tables "
+                          f"([[{PUBLISHERS_KEY}]])")
     overrides = _env_overrides(env)
     values: dict[str, Any] = {}
     for key, (parse, default) in _SCHEMA.items():
@@ -283,6 +317,9 @@ def load_config(
             jwks_max_age=values["service.jwks_max_age"],
             rate_limit=values["service.rate_limit"],
         ),
+        exchange_audience=values["trusted_publishing.audience"] or values["issuer"],
+        exchange_lifetime=values["trusted_publishing.token_lifetime"],
+        publishers=tuple(publishers),
     )
 
 

@@ -151,6 +151,42 @@ class RateLimited(IssuerError):
         self.retry_after = retry_after
 
 
+class InvalidGrant(IssuerError):
+    """A CI token offered for exchange is not acceptable (RFC 8693 section 2.2.2, RFC 6749
+    section 5.2): bad signature, audience, time, replayed, or no publisher matches it."""
+
+    error = "invalid_grant"
+    status = 400
+
+
+class InvalidScope(IssuerError):
+    """An exchange asked for templates outside its publisher's set (RFC 6749 section 5.2)."""
+
+    error = "invalid_scope"
+    status = 400
+
+
+class InvalidTarget(IssuerError):
+    """An exchange named a ``resource`` or ``audience`` this issuer is not (RFC 8693 s2.2.2)."""
+
+    error = "invalid_target"
+    status = 400
+
+
+class UnsupportedGrantType(IssuerError):
+    """The token endpoint was asked for a grant it does not do (RFC 6749 section 5.2)."""
+
+    error = "unsupported_grant_type"
+    status = 400
+
+
+class UpstreamUnavailable(IssuerError):
+    """A CI issuer's discovery document or keys can't be fetched now; the caller may retry."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
 class InvalidClientId(IssuerError):
     """A client identifier URL can't be resolved to a usable Client ID Metadata Document
     (draft-ietf-oauth-client-id-metadata-document section 4.3: the request is aborted)."""

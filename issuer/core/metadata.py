@@ -92,7 +92,7 @@ RESPONSE_TYPE_PARTS = frozenset({"code", "token", "id_token"})
 
 #: Claims a template or mint request may never set: JWT claims the issuer sets itself
 #: (RFC 7519 section 4.1; SPEC "Templates") ...
-ISSUER_SET_CLAIMS = frozenset({"iss", "iat", "exp", "nbf", "jti", "status"})
+ISSUER_SET_CLAIMS = frozenset({"iss", "iat", "exp", "nbf", "jti", "status", "provenance"})
 #: ... and values an authorization server issues at registration (RFC 7591 section 3.2.1),
 #: which a statement baked into distributed software must never carry.
 SERVER_ISSUED_CLAIMS = frozenset(

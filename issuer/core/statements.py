@@ -9,6 +9,7 @@ input can reach. The same request shape serves ``issuer mint``, ``--batch`` line
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,30 @@ JTI_BYTES = 16  # 128 random bits (SPEC "Statements")
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a statement minted through a trusted publisher came from (docs/pipelines.md):
+    set by the issuer from a verified CI token, never from a request body."""
+
+    publisher: str
+    repository: str | None
+    provenance: dict[str, str]
+    ci_claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class MintRequest:
-    """``{"template": ..., "claims": {...}}``: what a caller may ask for."""
+    """``{"template": ..., "claims": {...}}``: what a caller may ask for; ``origin`` and
+    ``idempotency_key`` come from the caller's credential and headers, not from the body."""
 
     template: str
     claims: dict[str, Any] = field(default_factory=dict)
+    origin: Origin | None = None
+    idempotency_key: str | None = None
+
+    def digest(self) -> str:
+        """What an Idempotency-Key is bound to: the template and the mint-time values."""
+        return hashlib.sha256(canonical_json({"template": self.template,
+                                              "claims": self.claims})).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,8 @@ class MintResult:
     exp: int
     template: str
     log_index: int
+    #: True when an Idempotency-Key found this statement already issued (not in the output).
+    replayed: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The object of ``issuer mint --json`` and of ``POST /v1/statements``."""
@@ -111,11 +133,16 @@ def new_jti() -> str:
 
 
 def build_payload(*, issuer: str, claims: Mapping[str, Any], iat: int, lifetime: int,
-                  jti: str, status: Mapping[str, Any]) -> dict[str, Any]:
+                  jti: str, status: Mapping[str, Any],
+                  provenance: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The signed payload. The issuer's own claims are written last, so nothing overrides them;
-    ``status`` is the Token Status List reference (draft-ietf-oauth-status-list section 6)."""
-    return {**claims, "iss": issuer, "iat": iat, "exp": iat + lifetime, "jti": jti,
-            "status": dict(status)}
+    ``status`` is the Token Status List reference (draft-ietf-oauth-status-list section 6);
+    ``provenance`` says which publisher, repository, ref and run produced the build."""
+    payload = {**claims, "iss": issuer, "iat": iat, "exp": iat + lifetime, "jti": jti,
+               "status": dict(status)}
+    if provenance is not None:
+        payload["provenance"] = dict(provenance)
+    return payload
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:

@@ -18,10 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -40,7 +42,7 @@ from issuer.core.errors import (
     NotFound,
     RequestTooLarge,
 )
-from issuer.core.statements import MintResult, parse_mint_request
+from issuer.core.statements import MintResult, Origin, parse_mint_request
 from issuer.core.tokens import ApiToken, require_audit, require_mint
 from issuer.log.merkle import leaf_hash
 from issuer.log.tlog import b64
@@ -332,7 +334,7 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         # never waits for the writer, beats a hop to a worker thread.
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise MissingToken("missing bearer token (Authorization: Bearer ssi_...)")
-        token = authority.tokens.authenticate(credentials.credentials)
+        token = authority.tokens.authenticate(credentials.credentials, authority.now())
         limiter.check(token.name, token.limit(config.service.rate_limit))
         return token
 
@@ -364,6 +366,8 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
             "statements_endpoint": f"{config.issuer}/v1/statements",
             "templates_endpoint": f"{config.issuer}/v1/templates",
             "status_endpoint": f"{config.issuer}/v1/status",
+            "token_endpoint": f"{config.issuer}/v1/oidc/token",
+            "trusted_publishing_audience": config.exchange_audience,
             "status_list_uri_prefix": f"{config.issuer}/v1/status-lists/",
             "transparency_log": {
                 "origin": authority.log.origin,
@@ -419,13 +423,40 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
               summary="Mint a software statement (minter with that template, or admin)",
               responses={201: {"model": MintResult}, **errors(400, 401, 403, 404, 409, 413,
                                                                    429, 503)})
-    async def mint(body: MintBody, token: ApiToken = Depends(caller)) -> Response:
+    async def mint(body: MintBody, token: ApiToken = Depends(caller),
+                   idempotency_key: str | None = Header(
+                       None, description="Retries with the same key within 24 hours get the "
+                                         "same statement back")) -> Response:
         request = parse_mint_request(body.model_dump())
         require_mint(token, request.template)
+        request = replace(request, origin=token_origin(token),
+                          idempotency_key=check_idempotency_key(idempotency_key))
         result = await batcher.mint_async(request, principal=token.name, channel="http")
-        return JSONResponse(result.as_json(), status_code=201,
-                            headers={"Location": f"/v1/statements/{result.jti}",
-                                     "Cache-Control": "no-store"})
+        headers = {"Location": f"/v1/statements/{result.jti}", "Cache-Control": "no-store"}
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(result.as_json(), status_code=201, headers=headers)
+
+    # --- trusted publishing ---------------------------------------------------------------------
+
+    @app.post("/v1/oidc/token", tags=["trusted publishing"],
+              summary="Exchange a CI OIDC ID token for a short-lived minter token (RFC 8693)",
+              openapi_extra={"requestBody": {"content": {
+                  "application/x-www-form-urlencoded": {"schema": {
+                      "type": "object", "required": ["grant_type", "subject_token",
+                                                     "subject_token_type"],
+                      "properties": {name: {"type": "string"} for name in (
+                          "grant_type", "subject_token", "subject_token_type",
+                          "requested_token_type", "scope", "audience", "resource")}}}}}},
+              responses=errors(400, 413, 429, 503))
+    async def oidc_token(request: Request) -> Response:
+        # No bearer token to count against: the default rate applies per client address, so
+        # nobody can flood the audit record with refused exchanges.
+        limiter.check(f"oidc-exchange:{request.client.host if request.client else '-'}",
+                      config.service.rate_limit)
+        form = parse_form(await request.body(), request.headers.get("content-type", ""))
+        answer = await run_in_threadpool(authority.exchange, form)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     # --- audit ----------------------------------------------------------------------------------
 
@@ -440,6 +471,8 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         cursor: str | None = Query(None, description="next_cursor of the previous page"),
         limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX),
         revoked: bool | None = Query(None, description="true: only revoked; false: only not"),
+        publisher: str | None = Query(None, description="minted through this trusted publisher"),
+        repository: str | None = Query(None, description="built from this source repository"),
         _: ApiToken = Depends(auditor),
     ) -> dict[str, Any]:
         try:
@@ -449,7 +482,8 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         after = decode_cursor(cursor) if cursor else None
         page = authority.audit.statements(template=template, software_id=software_id, kid=kid,
                                           since=since_t, after_index=after, limit=limit + 1,
-                                          revoked=revoked)
+                                          revoked=revoked, publisher=publisher,
+                                          repository=repository)
         more = len(page) > limit
         page = page[:limit]
         return {"statements": [asdict(r) for r in page],
@@ -586,6 +620,46 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
 
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
+
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    """Visible ASCII, at most 255 characters (draft-ietf-httpapi-idempotency-key-header)."""
+    if value is None:
+        return None
+    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(33 <= ord(c) < 127 for c in value):
+        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII "
+                             "characters")
+    return value
+
+
+def token_origin(token: ApiToken) -> Origin | None:
+    """What a statement minted with an exchanged token carries: its publisher's provenance."""
+    if token.publisher is None or token.origin is None:
+        return None
+    return Origin(publisher=token.publisher, repository=token.origin.get("repository"),
+                  provenance=dict(token.origin["provenance"]),
+                  ci_claims=dict(token.origin["ci_claims"]))
+
+
+def parse_form(body: bytes, content_type: str) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (RFC 6749 section 4.1.3 style); a
+    parameter given twice is refused (RFC 6749 section 3.2)."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body),
+                          max_num_fields=32)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the body is not a valid form") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise InvalidRequest(f"parameter {name!r} is given more than once")
+        form[name] = value
+    return form
 
 
 def encode_cursor(log_index: int) -> str:

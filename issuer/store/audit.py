@@ -128,13 +128,43 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX statements_status_changed ON statements (status_list) WHERE status != 0;
     CREATE INDEX statements_revoked ON statements (revoked_at) WHERE revoked_at IS NOT NULL;
     """,
+    # 5: trusted publishing (docs/pipelines.md): statements minted through a CI publisher,
+    # tokens that expire and say when they were last used, CI token ids accepted once, and
+    # the Idempotency-Key of HTTP mints.
+    """
+    ALTER TABLE statements ADD COLUMN publisher TEXT;
+    ALTER TABLE statements ADD COLUMN repository TEXT;
+    CREATE INDEX statements_publisher ON statements (publisher, log_index)
+        WHERE publisher IS NOT NULL;
+    CREATE INDEX statements_repository ON statements (repository, log_index)
+        WHERE repository IS NOT NULL;
+    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN rotated_at INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN publisher TEXT;
+    ALTER TABLE api_tokens ADD COLUMN origin TEXT;
+    CREATE TABLE ci_token_ids (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        exp INTEGER NOT NULL,
+        PRIMARY KEY (issuer, jti)
+    ) WITHOUT ROWID;
+    CREATE TABLE idempotency_keys (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_digest TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _STATUS_VALUES = {"statement.revoked": 1, "statement.suspended": 2, "statement.unsuspended": 0}
 #: Status list columns of a statements row (the status registry's, not part of the record).
 _STATUS_COLUMNS = ("status_list", "status_idx", "status")
 #: Record fields kept only in the ``statement.issued`` event, not in the statements row.
-_STORED_IN_EVENT = ("claims", "mint_values", "software_statement")
+_STORED_IN_EVENT = ("claims", "mint_values", "software_statement", "ci_claims")
 #: The schema version that created the transparency log tables.
 LOG_SCHEMA_VERSION = 3
 
@@ -162,33 +192,39 @@ class StatementRecord:
     log_index: int = -1
     revoked_at: int | None = None
     revocation_reason: str | None = None
+    #: Minted through a trusted publisher: its name, the source repository, and the CI
+    #: token's verified claims (never the token itself).
+    publisher: str | None = None
+    repository: str | None = None
+    ci_claims: dict[str, Any] | None = None
     #: ``canonical_json(claims)`` when the minter already has it (the signed payload's bytes):
     #: :meth:`event_text` splices it in rather than encoding the claims again.
     claims_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def event_data(self) -> dict[str, Any]:
-        """What the ``statement.issued`` event carries: the record as issued."""
-        return {name: getattr(self, name) for name in _ISSUED_FIELDS}
+        """What the ``statement.issued`` event carries: the record as issued (the publisher
+        fields only when there is a publisher, so other entries keep their shape)."""
+        return {name: getattr(self, name) for name in _ISSUED_FIELDS
+                if name not in _PUBLISHER_FIELDS or getattr(self, name) is not None}
 
     def event_text(self) -> str:
-        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the rest is
-        encoded alone and the claims spliced in before the key that sorts after ``claims``: an
-        unescaped ``,"digest":`` can only be that key (a quote inside a JSON string is
-        escaped, and after a string's closing quote comes ``,`` or ``}``)."""
+        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the members
+        that sort before ``claims`` and those after are encoded on their own, and the claims
+        spliced in between: canonical JSON is the sorted members joined by commas."""
+        data = self.event_data()
         if self.claims_json is None:
-            return canonical_json(self.event_data()).decode("utf-8")
-        rest = canonical_json({name: getattr(self, name) for name in _ISSUED_FIELDS
-                               if name != "claims"})
-        cut = rest.index(_AFTER_CLAIMS)
-        return (rest[:cut] + b',"claims":' + self.claims_json + rest[cut:]).decode("utf-8")
+            return canonical_json(data).decode("utf-8")
+        del data["claims"]
+        head = canonical_json({k: v for k, v in data.items() if k < "claims"})[:-1]
+        tail = canonical_json({k: v for k, v in data.items() if k > "claims"})[1:]
+        return b"".join((head, b"," if len(head) > 1 else b"", b'"claims":', self.claims_json,
+                         b"," if len(tail) > 1 else b"", tail)).decode("utf-8")
 
 
+_PUBLISHER_FIELDS = ("publisher", "repository", "ci_claims")
 _ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
                        if f.name not in ("log_index", "revoked_at", "revocation_reason",
                                          "claims_json"))
-_sorted_fields = sorted(_ISSUED_FIELDS)
-#: The key that follows ``claims`` in an entry's sorted keys (``digest``), as encoded there.
-_AFTER_CLAIMS = b',"%s":' % _sorted_fields[_sorted_fields.index("claims") + 1].encode()
 
 
 @dataclass(frozen=True)
@@ -368,18 +404,44 @@ class AuditStore:
             rows.append((record.jti, record.digest, record.iss, record.kid, record.alg,
                          record.template, record.template_digest, record.software_id,
                          record.software_version, record.iat, record.exp, record.principal,
-                         record.channel, idx, list_id, list_idx))
+                         record.channel, idx, list_id, list_idx, record.publisher,
+                         record.repository))
             done.append(record if record.log_index == idx else replace(record, log_index=idx))
         self.conn.executemany("INSERT INTO events (idx, time, type, actor, channel, subject, "
                               "data) VALUES (?, ?, ?, ?, ?, ?, ?)", events)
         self.conn.executemany(
             "INSERT INTO statements (jti, digest, iss, kid, alg, template, template_digest, "
             "software_id, software_version, iat, exp, principal, channel, log_index, "
-            "status_list, status_idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status_list, status_idx, publisher, repository) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows)
         for event in events:
             self._logged(*event)
         return done
+
+    def touch_token(self, token_id: str, now: int) -> None:
+        """Note an API token's use (operational, not an audit event: it changes nothing a
+        record depends on). Best effort: a busy writer must not fail the request."""
+        try:
+            with self.lock:
+                if not self.conn.in_transaction:
+                    self.conn.execute("UPDATE api_tokens SET last_used_at = ? WHERE token_id = ?",
+                                      (now, token_id))
+        except sqlite3.Error:
+            pass
+
+    def idempotent(self, scope: str, key: str, since: int) -> tuple[str, str] | None:
+        """``(request_digest, jti)`` of a mint under this Idempotency-Key since ``since``."""
+        row = self.conn.execute("SELECT request_digest, jti FROM idempotency_keys WHERE scope = ? "
+                                "AND key = ? AND created_at >= ?", (scope, key, since)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def remember_idempotent(self, scope: str, key: str, digest: str, jti: str, now: int,
+                            since: int) -> None:
+        """Inside the mint's transaction: the key now names this statement."""
+        self.conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (since,))
+        self.conn.execute("INSERT OR REPLACE INTO idempotency_keys (scope, key, request_digest, "
+                          "jti, created_at) VALUES (?, ?, ?, ?, ?)", (scope, key, digest, jti, now))
 
     def latest_template_version(self, name: str) -> tuple[str, dict[str, Any]] | None:
         row = self.conn.execute(
@@ -433,12 +495,14 @@ class AuditStore:
     def statements(self, *, template: str | None = None, software_id: str | None = None,
                    since: int | None = None, kid: str | None = None,
                    after_index: int | None = None, limit: int | None = None,
-                   revoked: bool | None = None) -> list[StatementRecord]:
+                   revoked: bool | None = None, publisher: str | None = None,
+                   repository: str | None = None) -> list[StatementRecord]:
         """Statements in issue order, filtered; ``after_index`` is the pagination cursor."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
-                              ("kid", kid)):
+                              ("kid", kid), ("publisher", publisher),
+                              ("repository", repository)):
             if value is not None:
                 where.append(f"s.{column} = ?")
                 params.append(value)

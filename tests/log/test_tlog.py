@@ -252,6 +252,15 @@ def test_a_database_from_before_the_log_catches_up_once(tmp_path: Path) -> None:
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX statements_revoked")
     conn.execute("DROP INDEX statements_status_changed")
+    # ... nor what later versions added (trusted publishing).
+    for table in ("ci_token_ids", "idempotency_keys"):
+        conn.execute(f"DROP TABLE {table}")
+    for index in ("statements_publisher", "statements_repository"):
+        conn.execute(f"DROP INDEX {index}")
+    for table, column in [("statements", "publisher"), ("statements", "repository"),
+                          *[("api_tokens", c) for c in ("expires_at", "last_used_at",
+                                                        "rotated_at", "publisher", "origin")]]:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     auth = reopen(home)

@@ -154,16 +154,20 @@ _json_values = st.recursive(
 
 @settings(max_examples=200, deadline=None)
 @given(claims=st.dictionaries(st.text(), _json_values, max_size=6),
-       strings=st.lists(st.text(), min_size=8, max_size=8))
+       nested=st.dictionaries(st.sampled_from(["digest", "claims", "alg", "x"]) | st.text(),
+                              _json_values, max_size=4),
+       publisher=st.booleans(), strings=st.lists(st.text(), min_size=8, max_size=8))
 def test_spliced_entry_is_the_canonical_encoding(claims: dict[str, object],
+                                                 nested: dict[str, object], publisher: bool,
                                                  strings: list[str]) -> None:
     """Minting encodes the claims once and splices them into the log entry: the entry must be
-    byte for byte the canonical encoding of the whole record, whatever the strings hold
-    (quotes, commas, '"digest":' inside values, non-ASCII)."""
+    byte for byte the canonical encoding of the whole record, whatever the values hold
+    (quotes, commas, member names like "digest" in nested objects, non-ASCII)."""
     jti, digest, alg, channel, principal, template, kid, version = strings
     record = StatementRecord(
         jti=jti, digest=digest, iss="https://i.example", kid=kid, alg=alg, template=template,
         template_digest=digest, software_id=None, software_version=version, claims=claims,
-        mint_values={"v": version}, iat=1, exp=2, principal=principal, channel=channel,
-        software_statement="a.b.c", claims_json=canonical_json(claims))
+        mint_values=nested, iat=1, exp=2, principal=principal, channel=channel,
+        software_statement="a.b.c", publisher="gh" if publisher else None,
+        ci_claims=nested if publisher else None, claims_json=canonical_json(claims))
     assert record.event_text().encode("utf-8") == canonical_json(record.event_data())

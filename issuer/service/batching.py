@@ -122,7 +122,7 @@ class _LoopWaker:
     the loop's self-pipe and wake it once per statement)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)  # the batcher's map of wakers must not keep loops alive
         self._lock = threading.Lock()
         self._pending: list[tuple[asyncio.Future[MintResult], MintResult | BaseException]] = []
 
@@ -132,8 +132,12 @@ class _LoopWaker:
         with self._lock:
             self._pending.append((future, outcome))
             first = len(self._pending) == 1
-        if first:
-            self.loop.call_soon_threadsafe(self._drain)
+        loop = self._loop()
+        if first and loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop was closed: nobody is waiting any more
+                pass
 
     def _drain(self) -> None:
         with self._lock:

@@ -21,16 +21,21 @@ from .common import Row
 SIZES = (10_000, int(os.environ.get("BENCH_MEMORY_BATCH", "100000")))
 
 
+#: Runs the command and prints its peak RSS. A fresh, small interpreter in between: a child's
+#: ``ru_maxrss`` starts from its parent's RSS at fork, and the benchmark process is large.
+_MEASURE = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:], "
+            "stdout=subprocess.DEVNULL).returncode; "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+
+
 def peak_rss_of_batch(exe: str, config: Path, batch: Path, out: Path) -> int:
     """Run ``issuer mint --batch`` to completion; its peak RSS in bytes (getrusage)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUER_")}
-    process = subprocess.Popen([exe, "mint", "--batch", str(batch), "--out", str(out),
-                                "--config", str(config)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, process.stderr.read() if process.stderr else status
-    return int(usage.ru_maxrss) * 1024  # kilobytes on Linux
+    done = subprocess.run([sys.executable, "-c", _MEASURE, exe, "mint", "--batch", str(batch),
+                           "--out", str(out), "--config", str(config)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout) * 1024  # kilobytes on Linux
 
 
 def run() -> list[Row]:

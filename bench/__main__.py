@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 import time
 
-from . import bench_http, bench_log, bench_memory, bench_mint, bench_scale, bench_verify
+from . import (bench_http, bench_keys, bench_log, bench_memory, bench_mint, bench_scale,
+               bench_verify)
 from .common import machine, print_table
 
 
@@ -20,7 +21,8 @@ def main() -> int:
     rows = []
     for name, case in (("batch mint", bench_mint), ("HTTP mint and JWKS", bench_http),
                        ("verify", bench_verify), ("log append", bench_log),
-                       ("scale", bench_scale), ("memory", bench_memory)):
+                       ("key backends", bench_keys), ("scale", bench_scale),
+                       ("memory", bench_memory)):
         began = time.perf_counter()
         print(f"running {name}...", flush=True)
         rows += case.run()

@@ -22,6 +22,7 @@ from joserfc.jwk import ECKey, OKPKey
 from issuer.cli.mint import read_batch
 from issuer.core.authority import Authority, init_issuer
 from issuer.core.encoding import b64url_decode
+from issuer.keys.backends.file import read_private
 
 from .common import Row, best_rate
 
@@ -50,8 +51,8 @@ def run() -> list[Row]:
             batch = _batch_file(Path(tmp))
             results = auth.mint_many(read_batch(str(batch))[:10], principal="bench", channel="cli")
             claims = json.loads(b64url_decode(results[0].software_statement.split(".")[1]))
-            private = auth.keystore._load_private(  # the same key, for the baselines only
-                auth.config.keys_dir / f"{auth.keystore.active().kid}.pem", auth.keystore.active())
+            private = read_private(  # the same key, for the baselines only
+                auth.config.keys_dir / auth.keystore.active().ref, auth.keystore.files.passphrase)
             kid = auth.keystore.active().kid
 
             def ours() -> int:

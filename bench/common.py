@@ -21,14 +21,18 @@ class Row:
     ours: str
     baseline: str
     ratio: float
-    op: str  # ">=" or "<="
-    target: float
+    op: str  # ">=" or "<=" ("-" for a figure reported without a target)
+    target: float | None
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
         return self.ratio >= self.target if self.op == ">=" else self.ratio <= self.target
 
     def cells(self) -> list[str]:
+        if self.target is None:
+            return [self.case, self.ours, self.baseline, f"{self.ratio:.3f}x", "(reported)", "-"]
         return [self.case, self.ours, self.baseline, f"{self.ratio:.3f}x",
                 f"{self.op} {self.target:.2f}", "MET" if self.met else "MISSED"]
 

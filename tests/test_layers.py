@@ -160,3 +160,26 @@ def test_rfc7591_registry_lives_in_one_module() -> None:
     offenders = [m for m, p in modules().items() if m != "issuer.core.metadata"
                  and any(f'"{marker}"' in p.read_text() for marker in markers)]
     assert offenders == [], offenders
+
+
+#: Key backends and the optional client library only each may import (docs/keys.md).
+BACKEND_LIBRARIES = {"issuer.keys.backends.pkcs11": {"pkcs11"},
+                     "issuer.keys.backends.awskms": {"boto3", "botocore"}}
+
+
+def test_backend_client_libraries_stay_in_their_backend_module() -> None:
+    """python-pkcs11 and boto3 are optional extras: only their backend module imports them,
+    and no module imports a backend module (the registry loads it by the configured scheme)."""
+    for module in modules():
+        for backend, libraries in BACKEND_LIBRARIES.items():
+            if module != backend:
+                assert not libraries & top_level(module), (module, libraries)
+                assert backend not in internal(module), (module, backend)
+
+
+def test_a_file_keyed_issuer_loads_no_backend_library() -> None:
+    code = ("import sys, issuer.cli, issuer.service.app; "
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                text=True, cwd=ROOT).stdout.split())
+    assert "issuer" in loaded and loaded.isdisjoint({"pkcs11", "boto3", "botocore"}), loaded

@@ -117,14 +117,16 @@ def audit_verify(checkpoints: tuple[Path, ...], save_checkpoint: Path | None,
             raise UsageError(f"cannot read checkpoint {path}: {exc}") from None
     report = verify_log(auth.log, notes)
     report.statements = auth.audit.check_statement_rows()
+    keys = auth.keys.check_keyring()  # the keyring's public state against the key events
     if save_checkpoint is not None:
         atomic_write(save_checkpoint, auth.log.latest()[1].encode("utf-8"))
     if as_json:
-        echo_json({"ok": True, **report.as_json()})
+        echo_json({"ok": True, **report.as_json(), "keyring_keys": keys})
         return
     click.echo(f"ok: {report.entries} entries recompute to the signed root "
                f"{report.as_json()['root_hash']} (tree size {report.tree_size}); "
                f"{report.checkpoints} checkpoints and {report.statements} statement records match")
+    click.echo(f"ok: the keyring's {keys} keys match the logged key events")
     for size in report.consistent_with:
         click.echo(f"ok: the log extends the kept checkpoint of tree size {size}")
 

@@ -79,10 +79,22 @@ def authority() -> Authority:
     ctx = click.get_current_context()
     root = ctx.find_root()
     if "issuer.authority" not in root.meta:
-        built = Authority.from_config(root.meta.get("issuer.config"))
+        built = Authority.from_config(root.meta.get("issuer.config"), prompt=terminal_prompt())
         root.meta["issuer.authority"] = built
         root.call_on_close(built.close)
     return root.meta["issuer.authority"]  # type: ignore[no-any-return]
+
+
+def terminal_prompt() -> Callable[[str], str | None] | None:
+    """Asks for a secret on the terminal without echo; None when stdin is not a terminal."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(text: str) -> str | None:
+        return click.prompt(text.rstrip(": "), hide_input=True, err=True,
+                            default="", show_default=False) or None
+
+    return ask
 
 
 def echo_json(value: Any) -> None:

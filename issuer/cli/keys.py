@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from issuer.core.authority import local_principal
 from issuer.core.clock import rfc3339
+from issuer.core.errors import UsageError
 
 from .common import (
     ALG_CHOICES,
@@ -15,6 +18,7 @@ from .common import (
     echo_json,
     echo_table,
     json_option,
+    terminal_prompt,
     when,
 )
 
@@ -135,6 +139,48 @@ def keys_history(as_json: bool) -> None:
             click.echo(f"    reason     {r['revocation_reason']}")
         click.echo(f"    statements {r['statements']}; verifiers need it until "
                    f"{rfc3339(r['verifier_exp'])}")
+
+
+@keys.command("passphrase")
+@config_option
+@click.option("--new-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Read the new passphrase from FILE (default: ask twice on the "
+                                 "terminal).")
+@click.option("--remove", is_flag=True, help="Store the keys unencrypted instead.")
+@json_option
+def keys_passphrase(new_passphrase_file: Path | None, remove: bool, as_json: bool) -> None:
+    """Re-encrypt every key file under a new passphrase, all at once or not at all.
+
+    The current passphrase comes from ISSUER_KEY_PASSPHRASE, ISSUER_KEY_PASSPHRASE_FILE or the
+    terminal; afterwards, give the new one the same way.
+    """
+    auth = authority()
+    new = None if remove else _new_passphrase(new_passphrase_file)
+    files = auth.change_key_passphrase(new, actor=local_principal(), channel="cli")
+    if as_json:
+        echo_json({"files": files, "encrypted": new is not None})
+        return
+    state = "encrypted under the new passphrase" if new else "stored unencrypted"
+    click.echo(f"{len(files)} key file(s) {state}; set ISSUER_KEY_PASSPHRASE_FILE (or "
+               "ISSUER_KEY_PASSPHRASE) accordingly before the next command")
+
+
+def _new_passphrase(path: Path | None) -> str:
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from None
+        if not text:
+            raise UsageError(f"{path} is empty")
+        return text
+    prompt = terminal_prompt()
+    if prompt is None:
+        raise UsageError("no terminal to ask the new passphrase on: use --new-passphrase-file")
+    first, second = prompt("New passphrase: "), prompt("Repeat the new passphrase: ")
+    if not first or first != second:
+        raise UsageError("the two passphrases typed differ (or are empty); nothing changed")
+    return first
 
 
 @click.command("jwks")

@@ -24,6 +24,7 @@ from issuer.core.config import (
     normalize_alg,
     render_config,
     validate_issuer_url,
+    validate_key_backend,
 )
 from issuer.core.encoding import canonical_json, statement_digest
 from issuer.core.errors import (
@@ -61,7 +62,9 @@ from issuer.core.publishers import (
 )
 from issuer.core.templates import Template, TemplateStore
 from issuer.core.tokens import TokenStore
-from issuer.keys.keystore import PASSPHRASE_ENV, Keystore
+from issuer.keys.backends import Prompt, open_backend
+from issuer.keys.backends.file import Passphrase
+from issuer.keys.keystore import Keystore
 from issuer.keys.lifecycle import KeyLifecycle
 from issuer.log.tlog import TransparencyLog, origin_for
 from issuer.status import statuslist
@@ -122,11 +125,13 @@ class Authority:
     """Keys, templates and audit records of one issuer, behind one set of operations."""
 
     def __init__(self, config: Config, *, clock: Clock | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, prompt: Prompt | None = None) -> None:
         env = os.environ if env is None else env
         self.config = config
         self.clock: Clock = clock or SystemClock()
-        self.keystore = Keystore(config.keys_dir, passphrase=env.get(PASSPHRASE_ENV))
+        backend = open_backend(config.key_backend, keys_dir=config.keys_dir, base=config.home,
+                               env=env, prompt=prompt)
+        self.keystore = Keystore(config.keys_dir, Passphrase(env, prompt), backend=backend)
         self.templates = TemplateStore(config.templates_dir, config.max_lifetime)
         self._audit: AuditStore | None = None
         self._status: StatusRegistry | None = None
@@ -137,10 +142,11 @@ class Authority:
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, *,
-                    env: Mapping[str, str] | None = None,
-                    clock: Clock | None = None) -> Authority:
-        """Load issuer.toml (SPEC lookup order) and build the authority over it."""
-        return cls(load_config(path, env), clock=clock, env=env)
+                    env: Mapping[str, str] | None = None, clock: Clock | None = None,
+                    prompt: Prompt | None = None) -> Authority:
+        """Load issuer.toml (lookup order of docs/configuration.md) and build the authority
+        over it; ``prompt`` asks for the key passphrase on a terminal when none is set."""
+        return cls(load_config(path, env), clock=clock, env=env, prompt=prompt)
 
     @property
     def audit(self) -> AuditStore:
@@ -286,6 +292,7 @@ class Authority:
         return TokenStore(self.audit)
 
     def close(self) -> None:
+        self.keystore.backend.close()
         if self._audit is not None:
             self._audit.close()
             self._audit = None
@@ -441,6 +448,17 @@ class Authority:
         """The public JWK Set a verifier needs now."""
         return self.keys.jwks()
 
+    def change_key_passphrase(self, new: str | None, *, actor: str, channel: str) -> list[str]:
+        """Re-encrypt every key file under ``new`` (None: unencrypted), all or nothing, and
+        record that it happened (never the passphrase)."""
+        files = self.keystore.change_passphrase(new)
+        with self.audit.transaction():
+            self.audit.append_event(time=self.now(), type="keystore.passphrase_changed",
+                                    actor=actor, channel=channel,
+                                    subject=str(self.config.keys_dir),
+                                    data={"files": files, "encrypted": new is not None})
+        return files
+
     # --- verifying -------------------------------------------------------------------
 
     def status_client(self) -> StatusListClient:
@@ -550,13 +568,15 @@ def shipped_templates() -> Iterable[tuple[str, bytes]]:
 
 
 def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
-                clock: Clock | None = None, env: Mapping[str, str] | None = None) -> Authority:
+                clock: Clock | None = None, env: Mapping[str, str] | None = None,
+                key_backend: str = "file") -> Authority:
     """Create an issuer home: config, keystore with a first active key, example templates and
     the database. Refuses to touch a directory that already holds an issuer."""
     env = os.environ if env is None else env
     try:
         issuer = validate_issuer_url(issuer)
         alg = normalize_alg(alg)
+        key_backend = validate_key_backend(key_backend)
     except ValueError as exc:
         raise ConfigError(f"issuer init: {exc}") from None
     directory.mkdir(parents=True, exist_ok=True)
@@ -571,10 +591,16 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
             atomic_write(templates / name, body)
     keys = directory / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(keys, 0o700)  # a checked-out keys/ is 0755: only its owner may enter it
     if not (keys / ".gitignore").exists():
         atomic_write(keys / ".gitignore", b"# private keys never go into git\n*\n")
-    atomic_write(directory / CONFIG_FILE, render_config(issuer, alg).encode("utf-8"))
-    authority = Authority(load_config(directory / CONFIG_FILE, env={}), clock=clock, env=env)
+    atomic_write(directory / CONFIG_FILE,
+                 render_config(issuer, alg, key_backend).encode("utf-8"))
+    try:
+        authority = Authority(load_config(directory / CONFIG_FILE, env={}), clock=clock, env=env)
+    except BaseException:
+        (directory / CONFIG_FILE).unlink(missing_ok=True)
+        raise
     try:
         authority.keys.generate(alg, actor=actor, channel="cli")
         authority.keys.ensure_next(actor=actor, channel="cli")

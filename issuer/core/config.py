@@ -23,7 +23,8 @@ SIGNING_ALGS = ("ES256", "ES384", "PS256", "RS256", "Ed25519")
 ALG_ALIASES = {"EdDSA": "Ed25519"}
 
 #: Environment variables of the issuer that are not configuration keys.
-NON_CONFIG_ENV = {"ISSUER_CONFIG", "ISSUER_KEY_PASSPHRASE", "ISSUER_DEBUG"}
+NON_CONFIG_ENV = {"ISSUER_CONFIG", "ISSUER_KEY_PASSPHRASE", "ISSUER_KEY_PASSPHRASE_FILE",
+                  "ISSUER_DEBUG"}
 
 _RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*$")
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
@@ -110,6 +111,14 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+def validate_key_backend(value: object) -> str:
+    """``file`` or a key URI ``scheme:attributes`` (docs/keys.md); the backend checks the rest."""
+    text = _string(value).strip()
+    if text != "file" and not re.fullmatch(r'[a-z][a-z0-9]*:[^\s"\\]*', text):
+        raise ValueError(f"{text!r} is neither 'file' nor a key URI such as 'pkcs11:token=...'")
+    return text
+
+
 def _optional_duration(value: object) -> int | None:
     """A duration, or ``"never"`` for none."""
     return None if value in (None, "never") else _duration(value)
@@ -150,6 +159,7 @@ _SCHEMA: dict[str, tuple[_Parser, object]] = {
     "templates_dir": (_string, "templates"),
     "database": (_string, "issuer.db"),
     "default_alg": (normalize_alg, "ES256"),
+    "key_backend": (validate_key_backend, "file"),
     "max_lifetime": (_duration, "400d"),
     "rotation_period": (_optional_duration, "never"),
     "key_grace_period": (_duration, "1d"),
@@ -189,6 +199,8 @@ class Config:
     templates_dir: Path
     database: Path
     default_alg: str
+    #: Where private keys live: "file", or a key URI (pkcs11:..., awskms:...).
+    key_backend: str
     max_lifetime: int
     #: Seconds between scheduled key rotations; None: rotate only when told to.
     rotation_period: int | None
@@ -306,6 +318,7 @@ def load_config(
         templates_dir=values["templates_dir"],
         database=values["database"],
         default_alg=values["default_alg"],
+        key_backend=values["key_backend"],
         max_lifetime=values["max_lifetime"],
         rotation_period=values["rotation_period"],
         key_grace_period=values["key_grace_period"],
@@ -323,7 +336,7 @@ def load_config(
     )
 
 
-def render_config(issuer: str, alg: str) -> str:
+def render_config(issuer: str, alg: str, key_backend: str = "file") -> str:
     """The issuer.toml that ``issuer init`` writes."""
     return f'''# Software statement issuer configuration (see docs/configuration.md).
 issuer = "{issuer}"   # the iss claim of every statement
@@ -331,6 +344,7 @@ keys_dir = "keys"
 templates_dir = "templates"
 database = "issuer.db"
 default_alg = "{alg}"
+key_backend = "{key_backend}"   # where private keys live (docs/keys.md)
 max_lifetime = "400d"
 rotation_period = "90d"        # scheduled key rotation ("never" to rotate only by hand)
 key_grace_period = "1d"        # a retired key stays published this long after its last statement expires

@@ -1,14 +1,14 @@
-"""The file keystore: signing keys as PKCS#8 PEM files plus a keyring of their states.
+"""The keystore: the keyring of every signing key's public state, over a key backend.
 
-Layout of ``keys_dir`` (mode 0700):
+Layout of ``keys_dir`` (mode 0700, checked on every load):
 
-- ``<kid>.pem``: the private key, PKCS#8 PEM, mode 0600, encrypted when
-  ``ISSUER_KEY_PASSPHRASE`` is set. ``kid`` is the RFC 7638 SHA-256 thumbprint of the public key.
-- ``keyring.json``: every key's public JWK, algorithm, state and timestamps (no secrets).
+- ``keyring.json``: every key's public JWK, algorithm, state, timestamps and where its backend
+  finds it (``key_ref``); no secret. ``kid`` is the RFC 7638 SHA-256 thumbprint of the public key.
+- with the ``file`` backend, ``<kid>.pem``: the private key (backends/file.py).
+- ``log.pem`` / ``log.json``: the transparency log's own Ed25519 key and its verifier key.
 
-Private key bytes never leave this module: callers get :class:`KeyInfo` value objects and,
-to sign, a :class:`Signer` whose key is not exposed. A key file that group or others can read
-is refused, as ssh refuses one.
+Private keys live in the backend (files, a PKCS#11 token, a cloud KMS) and never leave it:
+callers get :class:`KeyInfo` value objects and, to sign, a :class:`Signer` that asks the backend.
 """
 
 from __future__ import annotations
@@ -18,33 +18,38 @@ import fcntl
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from issuer.core.config import normalize_alg
 from issuer.core.encoding import b64url, jwk_thumbprint
 from issuer.core.errors import KeystoreError, NotFound
 from issuer.core.files import atomic_write
+from issuer.keys.backends import BackendKey, KeyBackend
+from issuer.keys.backends.file import (
+    PASSPHRASE_ENV,
+    FileBackend,
+    Passphrase,
+    encode_private,
+    read_private,
+)
+from issuer.keys.backends.jws import alg_fits, public_only, verify_signature
 from issuer.log.note import NoteError, NoteSigner, NoteVerifier
+
+__all__ = ["PASSPHRASE_ENV", "KeyInfo", "Keystore", "Signer"]
 
 KeyState = Literal["next", "active", "retired", "revoked", "expired"]
 KEYRING = "keyring.json"
 #: The transparency log's own Ed25519 key (C2SP signed-note), apart from statement keys.
 LOG_KEY = "log.pem"
 LOG_META = "log.json"
-MIN_RSA_BITS = 2048
 DEFAULT_RSA_BITS = 3072
-PASSPHRASE_ENV = "ISSUER_KEY_PASSPHRASE"
-
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-JoseKey = ECKey | RSAKey | OKPKey
+#: What a key signs to show it can, before it is ever made to sign statements.
+PROBE = b"issuer key check"
 
 
 @dataclass(frozen=True)
@@ -62,24 +67,31 @@ class KeyInfo:
     revoked_at: int | None = None
     revocation_reason: str | None = None
     expired_at: int | None = None
+    #: Where the backend finds the private key (None: the file ``<kid>.pem``).
+    key_ref: str | None = None
 
     def jwk(self) -> dict[str, Any]:
-        """The public JWK as published: key members plus ``kid``, ``alg`` and ``use``."""
-        return {**self.public_jwk, "kid": self.kid, "alg": self.alg, "use": "sig"}
+        """The public JWK as published: the public members only (whatever the keyring file
+        holds), plus ``kid``, ``alg`` and ``use``."""
+        return {**public_only(self.public_jwk), "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+    @property
+    def ref(self) -> str:
+        return self.key_ref or f"{self.kid}.pem"
 
 
 class Signer:
-    """Signs compact JWS (RFC 7515 section 7.1) with one key. The private key stays inside.
+    """Signs compact JWS (RFC 7515 section 7.1) with one key; the private key stays in its
+    backend.
 
     The protected header is fixed per key (``alg`` and ``kid`` from the keystore, never from a
     caller), so its encoding is computed once; each signature then costs one base64 of the
-    payload and one private-key operation. Signatures are in JWS form (RFC 7518 section 3):
-    ECDSA as raw ``r || s``, RSASSA-PSS with a salt as long as the hash.
+    payload and one backend signature, already in JWS form (RFC 7518 section 3).
     """
 
     __slots__ = ("kid", "alg", "_key", "_prefixes")
 
-    def __init__(self, kid: str, alg: str, key: PrivateKey) -> None:
+    def __init__(self, kid: str, alg: str, key: BackendKey) -> None:
         self.kid = kid
         self.alg = alg
         self._key = key
@@ -96,68 +108,25 @@ class Signer:
     def sign(self, payload: bytes, typ: str = "JWT") -> str:
         """The compact JWS of ``payload`` with header ``{alg, kid, typ}``."""
         signing_input = self._prefix(typ) + b64url(payload)
-        return signing_input + "." + b64url(_sign(self.alg, self._key, signing_input.encode()))
+        return signing_input + "." + b64url(self._key.sign(signing_input.encode()))
 
     def __repr__(self) -> str:
         return f"Signer(kid={self.kid!r}, alg={self.alg!r})"
 
 
-_HASHES: dict[str, type[hashes.SHA256] | type[hashes.SHA384]] = {
-    "ES256": hashes.SHA256, "ES384": hashes.SHA384, "RS256": hashes.SHA256, "PS256": hashes.SHA256}
-
-
-def _sign(alg: str, key: PrivateKey, data: bytes) -> bytes:
-    """The JWS signature value of ``data`` (RFC 7518 sections 3.3-3.5, RFC 8037 section 3.1)."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(data)
-    digest = _HASHES[alg]()
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
-        size = (key.curve.key_size + 7) // 8
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    if alg == "PS256":
-        return key.sign(data, padding.PSS(mgf=padding.MGF1(digest),
-                                          salt_length=digest.digest_size), digest)
-    return key.sign(data, padding.PKCS1v15(), digest)
-
-
-def _generate_private(alg: str, rsa_bits: int) -> PrivateKey:
-    if alg == "ES256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if alg == "ES384":
-        return ec.generate_private_key(ec.SECP384R1())
-    if alg in ("RS256", "PS256"):
-        if rsa_bits < MIN_RSA_BITS:
-            raise KeystoreError(f"RSA keys need at least {MIN_RSA_BITS} bits, not {rsa_bits}")
-        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    if alg == "Ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    raise KeystoreError(f"unsupported algorithm {alg!r}")
-
-
-def _jose_key(private: PrivateKey) -> JoseKey:
-    if isinstance(private, ec.EllipticCurvePrivateKey):
-        return ECKey.import_key(private)
-    if isinstance(private, rsa.RSAPrivateKey):
-        return RSAKey.import_key(private)
-    return OKPKey.import_key(private)
-
-
-def _alg_fits_key(alg: str, private: PrivateKey) -> bool:
-    if isinstance(private, ec.EllipticCurvePrivateKey):
-        return (alg, private.curve.name) in (("ES256", "secp256r1"), ("ES384", "secp384r1"))
-    if isinstance(private, rsa.RSAPrivateKey):
-        return alg in ("RS256", "PS256") and private.key_size >= MIN_RSA_BITS
-    return alg == "Ed25519"
-
-
 class Keystore:
-    """A directory of private keys and the keyring describing them."""
+    """The keyring of ``directory`` and the backend holding the private keys it describes."""
 
-    def __init__(self, directory: Path, passphrase: str | None = None) -> None:
+    def __init__(self, directory: Path, passphrase: str | Passphrase | None = None,
+                 backend: KeyBackend | None = None) -> None:
         self.directory = directory
-        self._passphrase = passphrase.encode("utf-8") if passphrase else None
-        self._signers: dict[str, tuple[tuple[int, int], Signer]] = {}
+        if not isinstance(passphrase, Passphrase):
+            passphrase = Passphrase.of(passphrase)
+        # The log key (and, with the file backend, every key) is a file under this passphrase.
+        self.files = backend if isinstance(backend, FileBackend) else \
+            FileBackend(directory, passphrase)
+        self.backend: KeyBackend = backend or self.files
+        self._signers: dict[str, tuple[BackendKey, Signer]] = {}
         self._keys_cache: tuple[tuple[int, int, int], list[KeyInfo]] | None = None
 
     # --- keyring ---------------------------------------------------------------------
@@ -166,14 +135,28 @@ class Keystore:
     def _keyring(self) -> Path:
         return self.directory / KEYRING
 
+    def check_directory(self) -> None:
+        """Refuse a keys directory that group or others may enter, list or change."""
+        try:
+            st = os.stat(self.directory)
+        except FileNotFoundError:
+            return
+        if st.st_mode & 0o077:
+            raise KeystoreError(f"refusing keys directory {self.directory}: mode "
+                                f"{stat.S_IMODE(st.st_mode):04o} lets group or others in; run "
+                                f"chmod 700 {self.directory}")
+
     def keys(self) -> list[KeyInfo]:
         """Every key the keyring knows, in creation order (re-read when the file changes)."""
+        self.check_directory()
         try:
-            st = os.stat(self._keyring)
+            st = os.lstat(self._keyring)
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise KeystoreError(f"cannot read {self._keyring}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeystoreError(f"refusing {self._keyring}: not a regular file (a symbolic link?)")
         stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
         cached = self._keys_cache
         if cached is not None and cached[0] == stamp:
@@ -211,24 +194,31 @@ class Keystore:
         return actives[0]
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[list[KeyInfo]]:
-        """Lock the keyring, hand out its keys for editing, then write it back atomically."""
+    def lock(self) -> Iterator[None]:
+        """Serialise the writers of this keystore (CLI and service alike)."""
         self._ensure_directory()
         fd = os.open(self.directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with os.fdopen(fd, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                keys = self.keys()
-                yield keys
-                self._check_invariants(keys)
-                self._write_keyring(keys)
+                yield
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[list[KeyInfo]]:
+        """Lock the keyring, hand out its keys for editing, then write it back atomically."""
+        with self.lock():
+            keys = self.keys()
+            yield keys
+            self._check_invariants(keys)
+            self._write_keyring(keys)
 
     def _check_invariants(self, keys: list[KeyInfo]) -> None:
-        actives = [k.kid for k in keys if k.state == "active"]
-        if len(actives) > 1:
-            raise KeystoreError(f"refusing to write a keyring with {len(actives)} active keys")
+        for state in ("active", "next"):
+            found = [k.kid for k in keys if k.state == state]
+            if len(found) > 1:
+                raise KeystoreError(f"refusing to write a keyring with {len(found)} {state} keys")
 
     def _write_keyring(self, keys: list[KeyInfo]) -> None:
         body = json.dumps({"version": 1, "keys": [asdict(k) for k in keys]}, indent=2)
@@ -241,20 +231,35 @@ class Keystore:
     # --- keys ------------------------------------------------------------------------
 
     def generate(self, alg: str, *, state: KeyState, now: int,
-                 rsa_bits: int = DEFAULT_RSA_BITS) -> KeyInfo:
-        """Create a key pair, store it 0600, and add it to the keyring in ``state``."""
+                 rsa_bits: int = DEFAULT_RSA_BITS, replacing: Sequence[KeyInfo] = ()) -> KeyInfo:
+        """Create a key pair inside the backend and add it to the keyring in ``state``, in the
+        same keyring write as ``replacing`` (other keys' new states).
+
+        The backend is checked first (the passphrase opens the keys already there), so a
+        wrong passphrase writes nothing; a new key joins the keyring only once it has signed."""
         alg = normalize_alg(alg)
-        private = _generate_private(alg, rsa_bits)
-        public_jwk = _jose_key(private).as_dict(private=False)
-        kid = jwk_thumbprint(public_jwk)
-        pem = self._pem(private)
+        if alg not in self.backend.algs:
+            raise KeystoreError(f"the {self.backend.scheme} key backend can't make {alg} keys "
+                                f"(it makes {', '.join(self.backend.algs)})")
+        self.ready()
+        new = self.backend.generate(alg, rsa_bits=rsa_bits)
+        kid = jwk_thumbprint(new.public_jwk)
         info = KeyInfo(kid=kid, alg=alg, state=state, created_at=now,
-                       public_jwk=dict(sorted(public_jwk.items())), published_at=now,
-                       activated_at=now if state == "active" else None)
+                       public_jwk=public_only(new.public_jwk), published_at=now,
+                       activated_at=now if state == "active" else None,
+                       key_ref=None if new.ref == f"{kid}.pem" else new.ref)
+        self.check_signs(info)
+        changed = {k.kid: k for k in replacing}
         with self.transaction() as keys:
-            atomic_write(self.directory / f"{kid}.pem", pem, mode=0o600)
-            keys.append(info)
+            keys[:] = [changed.get(k.kid, k) for k in keys] + [info]
         return info
+
+    def ready(self) -> None:
+        """Check, before a change writes anything, that the directory is safe and the backend
+        usable (the passphrase opens the keys there, the token answers, KMS is reachable)."""
+        self.check_directory()
+        with self.lock():
+            self.backend.ready()
 
     def update(self, kid: str, **changes: Any) -> KeyInfo:
         """Change one key's state or timestamps (the caller records the audit event)."""
@@ -272,32 +277,33 @@ class Keystore:
             keys[:] = [by_kid.get(k.kid, k) for k in keys]
 
     def signer(self, kid: str | None = None) -> Signer:
-        """A signer for ``kid`` (default: the active key), loading its file once."""
+        """A signer for ``kid`` (default: the active key). The backend's key must be the one
+        the keyring files under that kid, for that algorithm: a swapped key never signs."""
         info = self.active() if kid is None else self.get(kid)
-        path = self.directory / f"{info.kid}.pem"
-        st = self._safe_stat(path)
+        key = self.backend.key(info.ref, info.alg)
         cached = self._signers.get(info.kid)
-        if cached and cached[0] == (st.st_mtime_ns, st.st_ino) and cached[1].alg == info.alg:
+        if cached and cached[0] is key and cached[1].alg == info.alg:
             return cached[1]
-        private = self._load_private(path, info)
-        signer = Signer(info.kid, info.alg, private)
-        self._signers[info.kid] = ((st.st_mtime_ns, st.st_ino), signer)
+        jwk = key.public_jwk()
+        if jwk_thumbprint(jwk) != info.kid:
+            raise KeystoreError(f"{info.ref} in {self.backend.describe()} does not hold the "
+                                f"key {info.kid}")
+        if not alg_fits(info.alg, jwk):
+            raise KeystoreError(f"key {info.kid} can't sign {info.alg}")
+        signer = Signer(info.kid, info.alg, key)
+        self._signers[info.kid] = (key, signer)
         return signer
 
-    def _safe_stat(self, path: Path) -> os.stat_result:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise KeystoreError(f"key file {path} is missing") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise KeystoreError(f"key file {path} is not a regular file")
-        if st.st_mode & 0o077:
-            raise KeystoreError(
-                f"refusing key file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets group or "
-                f"others read it; run chmod 600 {path}")
-        if st.st_uid != os.getuid():
-            raise KeystoreError(f"refusing key file {path}: owned by another user")
-        return st
+    def check_signs(self, info: KeyInfo) -> None:
+        """Show that ``info`` can sign now: its backend key signs, and the signature verifies
+        with the public key the keyring publishes under its kid. Raises KeystoreError."""
+        if jwk_thumbprint(info.public_jwk) != info.kid:
+            raise KeystoreError(f"key {info.kid}: its public key in the keyring has another "
+                                "thumbprint")
+        signature = self.backend.key(info.ref, info.alg).sign(PROBE)
+        if not verify_signature(info.alg, info.public_jwk, PROBE, signature):
+            raise KeystoreError(f"key {info.kid} can't sign: the {self.backend.describe()} "
+                                "key under it does not match its public key")
 
     # --- the transparency log's key ---------------------------------------------------------
 
@@ -317,8 +323,9 @@ class Keystore:
             raise KeystoreError(f"the log already has a key in {self.directory}")
         private = ed25519.Ed25519PrivateKey.generate()
         verifier = NoteSigner(origin, private).verifier()
+        pem = encode_private(private, self.files.passphrase.configured())
         with self.transaction():
-            atomic_write(self.directory / LOG_KEY, self._pem(private), mode=0o600)
+            atomic_write(self.directory / LOG_KEY, pem, mode=0o600)
             meta = {"origin": origin, "verifier_key": verifier.verifier_key()}
             atomic_write(self.directory / LOG_META, json.dumps(meta, indent=2).encode(), mode=0o600)
         return verifier
@@ -328,7 +335,8 @@ class Keystore:
         verifier = self.log_verifier()
         if verifier is None:
             raise KeystoreError(f"the log has no key in {self.directory}")
-        private = self._read_private(self.directory / LOG_KEY)
+        self.files.recover()
+        private = read_private(self.directory / LOG_KEY, self.files.passphrase)
         if not isinstance(private, ed25519.Ed25519PrivateKey):
             raise KeystoreError(f"{self.directory / LOG_KEY} is not an Ed25519 key")
         signer = NoteSigner(verifier.name, private)
@@ -336,37 +344,12 @@ class Keystore:
             raise KeystoreError(f"{self.directory / LOG_KEY} does not match {LOG_META}")
         return signer
 
-    def _pem(self, private: PrivateKey) -> bytes:
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase)
-            if self._passphrase else serialization.NoEncryption()
-        )
-        return private.private_bytes(serialization.Encoding.PEM,
-                                     serialization.PrivateFormat.PKCS8, encryption)
+    # --- the passphrase ------------------------------------------------------------------------
 
-    def _read_private(self, path: Path) -> PrivateKey:
-        self._safe_stat(path)
-        data = path.read_bytes()
-        try:
-            private = serialization.load_pem_private_key(data, password=self._passphrase)
-        except TypeError:
-            if self._passphrase is None:
-                raise KeystoreError(f"key file {path} is encrypted; set {PASSPHRASE_ENV}") from None
-            raise KeystoreError(f"key file {path} is not encrypted but {PASSPHRASE_ENV} is "
-                                "set; unset it or re-encrypt the key") from None
-        except ValueError:
-            raise KeystoreError(f"cannot load key file {path}: wrong {PASSPHRASE_ENV} or a "
-                                "damaged file") from None
-        if not isinstance(private, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
-                                    ed25519.Ed25519PrivateKey)):
-            raise KeystoreError(f"key file {path} holds an unsupported key type")
-        return private
-
-    def _load_private(self, path: Path, info: KeyInfo) -> PrivateKey:
-        private = self._read_private(path)
-        # A swapped file must not sign under another key's kid.
-        if jwk_thumbprint(_jose_key(private).as_dict(private=False)) != info.kid:
-            raise KeystoreError(f"key file {path} does not hold the key {info.kid}")
-        if not _alg_fits_key(info.alg, private):
-            raise KeystoreError(f"key {info.kid} can't sign {info.alg}")
-        return private
+    def change_passphrase(self, new: str | None) -> list[str]:
+        """Re-encrypt every key file here under ``new`` (None: no encryption), all or
+        nothing (backends/file.py). Returns the files re-encrypted."""
+        with self.lock():
+            done = self.files.change_passphrase(new.encode("utf-8") if new else None)
+        self._signers.clear()
+        return done

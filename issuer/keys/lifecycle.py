@@ -21,6 +21,7 @@ Every transition is an audit event with its time, actor and channel.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,7 +30,8 @@ from typing import Any
 from issuer.core.clock import Clock, rfc3339
 from issuer.core.config import Config, normalize_alg
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import Conflict, UsageError
+from issuer.core.errors import Conflict, IssuerError, KeystoreError, UsageError
+from issuer.keys.backends.jws import public_only
 from issuer.keys.keystore import KeyInfo, Keystore
 from issuer.store.audit import AuditStore
 
@@ -46,6 +48,13 @@ def not_ready(next_key: KeyInfo, eligible_at: int, now: int, max_age: int) -> Co
         f"{rfc3339(eligible_at)} (use --wait, or --force in an emergency)")
 
 
+class KeyringMismatch(IssuerError):
+    """The keyring's public state disagrees with the logged key events."""
+
+    error = "keyring_mismatch"
+    status = 409
+
+
 class KeyLifecycle:
     """Key state changes and what verifiers see, over the keystore and the audit records."""
 
@@ -56,6 +65,7 @@ class KeyLifecycle:
         self.config = config
         self.clock = clock
         self.sleep = sleep
+        self._logged: tuple[tuple[Any, ...], dict[str, tuple[str, dict[str, Any]]]] | None = None
 
     @property
     def audit(self) -> AuditStore:
@@ -83,13 +93,90 @@ class KeyLifecycle:
         return max(self.latest_exp(key.kid) or retired_at, retired_at) + \
             self.config.key_grace_period
 
+    # --- the keyring against the logged key events ---------------------------------------
+
+    #: The key events, oldest first (their type range uses the index on ``type``).
+    _KEY_EVENTS = "FROM events WHERE type >= 'key.' AND type < 'key/'"
+
+    def stamp(self) -> tuple[Any, ...]:
+        """Changes whenever the keyring or the committed key events do: what the JWKS depends
+        on (a keyring written before its events commit is seen again once they have). Read on
+        the store's read-only connection, so serving never waits for a writer."""
+        last = self.audit.read(f"SELECT MAX(idx) {self._KEY_EVENTS}")
+        return (self.keystore.stamp(), last[0][0] if last else None)
+
+    def logged_keys(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every key the audit log knows: its state after its last committed key event, and
+        the public JWK its ``key.generated`` event recorded (cached until either changes)."""
+        stamp = self.stamp()
+        if self._logged is not None and self._logged[0] == stamp:
+            return self._logged[1]
+        logged: dict[str, tuple[str, dict[str, Any]]] = {}
+        for kind, text in self.audit.read(f"SELECT type, data {self._KEY_EVENTS} ORDER BY idx"):
+            data = json.loads(text)
+            kid, state = data.get("kid"), data.get("state")
+            if not isinstance(kid, str) or not isinstance(state, str):
+                continue
+            if kind == "key.generated":
+                logged[kid] = (state, public_only(data.get("jwk") or {}))
+            elif kid in logged:
+                logged[kid] = (state, logged[kid][1])
+        self._logged = (stamp, logged)
+        return logged
+
+    def keyring_problems(self) -> list[str]:
+        """Where the keyring's public state differs from what the key events logged: a key
+        added by hand, a revoked key un-revoked, a public key swapped. Such keys are not
+        served (:meth:`published`) until the keyring is restored."""
+        logged = self.logged_keys()
+        problems = [problem for key in self.keystore.keys()
+                    if (problem := self._mismatch(key, logged)) is not None]
+        kept = {k.kid for k in self.keystore.keys()}
+        problems += [f"key {kid} ({state} in the audit log) is missing from the keyring"
+                     for kid, (state, _) in logged.items() if kid not in kept]
+        return problems
+
+    @staticmethod
+    def _mismatch(key: KeyInfo, logged: dict[str, tuple[str, dict[str, Any]]]) -> str | None:
+        entry = logged.get(key.kid)
+        if entry is None:
+            return (f"key {key.kid} is in the keyring but no key event logs it (added by "
+                    "hand?); it is not served")
+        if entry[0] != key.state:
+            return (f"key {key.kid} is {key.state} in the keyring but {entry[0]} in the audit "
+                    "log; it is not served")
+        if entry[1] != public_only(key.public_jwk):
+            return f"key {key.kid}: the keyring's public key is not the one logged; not served"
+        if set(key.public_jwk) != set(entry[1]):
+            return (f"key {key.kid}: the keyring entry carries members a public key has not "
+                    f"({', '.join(sorted(set(key.public_jwk) - set(entry[1])))}); they are "
+                    "never served")
+        return None
+
+    def trusted(self) -> list[KeyInfo]:
+        """The keyring's keys whose state and public key the audit log agrees with."""
+        logged = self.logged_keys()
+        return [k for k in self.keystore.keys()
+                if (entry := logged.get(k.kid)) is not None and entry[0] == k.state
+                and entry[1] == public_only(k.public_jwk)]
+
+    def check_keyring(self) -> int:
+        """Raise KeyringMismatch naming every difference; the number of keys checked."""
+        problems = self.keyring_problems()
+        if problems:
+            raise KeyringMismatch("; ".join(problems))
+        return len(self.keystore.keys())
+
+    # --- publishing ------------------------------------------------------------------------
+
     def published(self, now: int | None = None) -> list[KeyInfo]:
         """Keys a verifier may need now, the active one first (RFC 7517 section 5 order is
-        free; active first helps verifiers that try keys in order)."""
+        free; active first helps verifiers that try keys in order). Only keys whose state
+        the audit log agrees with: a key slipped into the keyring is never served."""
         now = self.now() if now is None else now
         order = {"active": 0, "next": 1, "retired": 2}
         keys = []
-        for key in self.keystore.keys():
+        for key in self.trusted():
             if key.state in ("active", "next"):
                 keys.append(key)
             elif key.state == "retired":
@@ -135,18 +222,31 @@ class KeyLifecycle:
 
     def generate(self, alg: str | None = None, *, activate: bool = False, actor: str,
                  channel: str, rsa_bits: int | None = None) -> KeyInfo:
-        """A new key: active when there is none, otherwise ``next``. ``activate`` makes it
-        sign at once (a forced rotation onto this key, audited as such)."""
+        """A new key: active when there is none, otherwise ``next``, superseding (revoking)
+        the next key that was waiting. ``activate`` makes it sign at once (a forced rotation
+        onto this key, audited as such)."""
         alg = normalize_alg(alg or self.config.default_alg)
         now = self.now()
         current = self.by_state("active")
+        # One next key at a time: a new one supersedes the one waiting (it never signed);
+        # an activated one retires the active key in the same keyring write.
+        if current and activate:
+            changed = [replace(current[0], state="retired", retired_at=now)]
+        else:
+            changed = [replace(k, state="revoked", revoked_at=now,
+                               revocation_reason="superseded")
+                       for k in self.by_state("next")] if current else []
         options = {"rsa_bits": rsa_bits} if rsa_bits else {}
         with self.audit.transaction():
-            key = self.keystore.generate(alg, state="next" if current else "active", now=now,
-                                         **options)
+            key = self.keystore.generate(alg, state="active" if activate or not current
+                                         else "next", now=now, replacing=changed, **options)
             self._event(key, "key.generated", actor, channel, now, jwk=key.jwk())
+            for old in changed:
+                self._event(old, f"key.{old.state}", actor, channel, now,
+                            **({"reason": "superseded"} if old.state == "revoked" else {}))
             if current and activate:
-                key = self._switch(current[0], key, now, actor, channel, forced=True)
+                self._event(key, "key.activated", actor, channel, now, forced=True,
+                            published_for=0)
         return key
 
     def ensure_next(self, *, actor: str, channel: str) -> KeyInfo:
@@ -156,7 +256,13 @@ class KeyLifecycle:
 
     def _switch(self, old: KeyInfo | None, new: KeyInfo, now: int, actor: str, channel: str,
                 *, forced: bool) -> KeyInfo:
-        """``new`` signs from now on; ``old`` (if any) retires. One keyring write."""
+        """``new`` signs from now on; ``old`` (if any) retires. One keyring write, made only
+        once ``new`` has shown that it signs (a key that can't sign is never activated)."""
+        try:
+            self.keystore.check_signs(new)
+        except KeystoreError as exc:
+            raise KeystoreError(f"refusing to activate key {new.kid}: {exc.description}"
+                                ) from None
         active = replace(new, state="active", activated_at=now)
         changed = [active]
         if old is not None:
@@ -242,6 +348,7 @@ class KeyLifecycle:
             raise Conflict(f"key {kid} is the only key that signs; revoking it activates the "
                            "next key at once, before every verifier may have fetched it: use "
                            "--force to do so")
+        self.keystore.ready()  # a new next key may be needed: nothing is written if it can't
         now = self.now()
         with self.audit.transaction():
             revoked = replace(key, state="revoked", revoked_at=now, revocation_reason=reason)
@@ -293,7 +400,7 @@ class KeyLifecycle:
         """The claims of the historical keys document: every key that ever signed."""
         now = self.now()
         keys = []
-        for key in self.keystore.keys():
+        for key in self.trusted():
             if key.activated_at is None:
                 continue  # a key that never signed has no history to prove
             entry = {**key.jwk(), "iat": key.activated_at, "exp": self.verifier_exp(key, now)}

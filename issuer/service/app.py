@@ -235,7 +235,7 @@ class JwksCache:
     def __init__(self, authority: Authority, recheck: float = 1.0) -> None:
         self.authority = authority
         self.recheck = recheck
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[Any, ...] | None = None
         self._checked = float("-inf")
         self._change: int | None = None
         self.body = b""
@@ -248,7 +248,7 @@ class JwksCache:
         if tick - self._checked >= self.recheck or (self._change is not None
                                                     and now >= self._change):
             self._checked = tick
-            stamp = self.authority.keystore.stamp()
+            stamp = self.authority.keys.stamp()
             if stamp != self._stamp or (self._change is not None and now >= self._change):
                 keys = self.authority.keys
                 body = json.dumps(keys.jwks(now), separators=(",", ":")).encode()

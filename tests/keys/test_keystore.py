@@ -87,17 +87,17 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> No
 
 
 def test_passphrase_encrypts_and_is_needed(tmp_path: Path) -> None:
-    store = Keystore(tmp_path / "keys", passphrase="correct horse")
+    store = Keystore(tmp_path / "keys", passphrase="correct horse battery staple")
     key = store.generate("ES256", state="active", now=1)
     pem = (tmp_path / "keys" / f"{key.kid}.pem").read_bytes()
     assert pem.split(b"\n", 1)[0].endswith(b" ".join([b"ENCRYPTED", b"PRIVATE", b"KEY-----"]))
     with pytest.raises(TypeError):
         serialization.load_pem_private_key(pem, password=None)
     assert store.signer().sign(b"{}")
-    with pytest.raises(KeystoreError, match="is encrypted; set ISSUER_KEY_PASSPHRASE"):
+    with pytest.raises(KeystoreError, match="is encrypted; set ISSUER_KEY_PASSPHRASE or ISSUER_KEY_PASSPHRASE_FILE"):
         Keystore(tmp_path / "keys").signer()
     with pytest.raises(KeystoreError, match="wrong ISSUER_KEY_PASSPHRASE"):
-        Keystore(tmp_path / "keys", passphrase="wrong").signer()
+        Keystore(tmp_path / "keys", passphrase="wrong but long enough").signer()
 
 
 def test_swapped_key_file_is_refused(tmp_path: Path) -> None:
@@ -129,12 +129,16 @@ def test_exactly_one_active_key(auth: Authority) -> None:
     another = auth.keys.generate("Ed25519", actor="t", channel="cli")
     assert another.state == "next"  # published, not signing
     assert auth.keystore.active().kid == first.kid
+    # one next key at a time: the new one supersedes the one that was waiting
+    assert auth.keystore.get(prepublished.kid).state == "revoked"
+    assert auth.keystore.get(prepublished.kid).revocation_reason == "superseded"
     newest = auth.keys.generate("ES384", activate=True, actor="t", channel="cli")
     states = {k.kid: k.state for k in auth.keystore.keys()}
-    assert states == {first.kid: "retired", prepublished.kid: "next", another.kid: "next",
+    assert states == {first.kid: "retired", prepublished.kid: "revoked", another.kid: "next",
                       newest.kid: "active"}
     events = [e.type for e in auth.audit.events(type_prefix="key.")]
-    assert events == ["key.generated"] * 4 + ["key.retired", "key.activated"]
+    assert events == ["key.generated"] * 3 + ["key.revoked", "key.generated", "key.retired",
+                                              "key.activated"]
     assert auth.audit.events(type_prefix="key.activated")[0].data["forced"] is True
 
 
@@ -144,12 +148,12 @@ def test_keys_cli(cli: Cli) -> None:
     info = json.loads(generated.stdout)
     assert info["alg"] == "PS256" and info["state"] == "next"
     listed = json.loads(cli("keys", "list", "--json").stdout)
-    assert [k["state"] for k in listed] == ["active", "next", "next"]
+    assert [k["state"] for k in listed] == ["active", "revoked", "next"]
     assert all(k["statements"] == 0 for k in listed)
     table = cli("keys", "list").stdout
     assert "STATE" in table and info["kid"] in table
     jwks = json.loads(cli("jwks").stdout)
-    assert len(jwks["keys"]) == 3
+    assert len(jwks["keys"]) == 2
     assert all(not PRIVATE_MEMBERS & k.keys() for k in jwks["keys"])
     assert "BEGIN" not in cli("jwks").stdout + cli("keys", "list", "--json").stdout
 

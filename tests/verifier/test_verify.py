@@ -146,12 +146,14 @@ def test_algorithms_outside_the_allow_list(auth: Authority) -> None:
 def test_eddsa_header_name_verifies_an_ed25519_key(auth: Authority) -> None:
     from joserfc import jws
 
-    auth.keys.generate("Ed25519", activate=True, actor="t", channel="cli")
-    signer = auth.keystore.signer()
     from joserfc.jwk import OKPKey
 
-    token = jws.serialize_compact({"alg": "EdDSA", "kid": signer.kid},
-                                  encode_payload(good_payload()), OKPKey.import_key(signer._key),
+    from issuer.keys.backends.file import Passphrase, read_private
+
+    key = auth.keys.generate("Ed25519", activate=True, actor="t", channel="cli")
+    private = read_private(auth.config.keys_dir / key.ref, Passphrase.of(None))
+    token = jws.serialize_compact({"alg": "EdDSA", "kid": key.kid},
+                                  encode_payload(good_payload()), OKPKey.import_key(private),
                                   algorithms=["EdDSA"])
     assert verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock).alg == "EdDSA"
 

@@ -106,8 +106,12 @@ def test_jwks_caching_over_real_http(served: Served) -> None:
     generated = served.issuer("keys", "generate", "--alg", "Ed25519", "--json")
     assert generated.returncode == 0, generated.stderr
     kid = json.loads(generated.stdout)["kid"]
-    time.sleep(2)
-    after = httpx.get(f"{served.url}/.well-known/jwks.json", headers={"If-None-Match": etag})
+    deadline = time.monotonic() + 30  # wait on the condition: the new kid is served
+    while True:
+        after = httpx.get(f"{served.url}/.well-known/jwks.json", headers={"If-None-Match": etag})
+        if after.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert after.status_code == 200
     assert kid in {k["kid"] for k in after.json()["keys"]}
     assert after.headers["etag"] != etag
@@ -150,6 +154,7 @@ def test_sigkill_under_load_loses_no_returned_statement(served: Served) -> None:
     returned: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
+    under_load = threading.Event()  # set once enough statements came back: kill mid-load
 
     def client() -> None:
         with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {secret}"},
@@ -163,17 +168,19 @@ def test_sigkill_under_load_loses_no_returned_statement(served: Served) -> None:
                 if r.status_code == 201:
                     with lock:
                         returned.append(r.json()["jti"])
+                        if len(returned) >= 40:
+                            under_load.set()
 
     threads = [threading.Thread(target=client) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    # Wait on the condition (however loaded the machine), not for a fixed time.
+    assert under_load.wait(timeout=120), "the load did not get going before the kill"
     served.process.send_signal(signal.SIGKILL)
     served.process.wait(timeout=10)
     stop.set()
     for t in threads:
         t.join(timeout=30)
-    assert len(returned) > 20, "the load did not get going before the kill"
     db = sqlite3.connect(served.home / "issuer.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     recorded = {row[0] for row in db.execute("SELECT jti FROM statements")}

@@ -62,9 +62,10 @@ class MintBatcher:
         """Mint one statement from the event loop, without a worker thread per request."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[MintResult] = loop.create_future()
-        wake = self._wakers.get(loop)
-        if wake is None:
-            wake = self._wakers[loop] = _LoopWaker(loop)
+        with self._lock:
+            wake = self._wakers.get(loop)
+            if wake is None:
+                wake = self._wakers[loop] = _LoopWaker(loop)
         self.submit(request, principal, channel, lambda outcome: wake.settle(future, outcome))
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
@@ -109,17 +110,27 @@ class MintBatcher:
                 f"minting failed: {exc}")
             for *_, done in batch:
                 done(error)
+            self._wake_loops()
             return
         self.batches += 1
         for (*_, done), outcome in zip(batch, outcomes):
             done(outcome)
+        self._wake_loops()
+
+    def _wake_loops(self) -> None:
+        """The group's outcomes are all handed out: one wake-up per waiting event loop."""
+        with self._lock:
+            wakers = list(self._wakers.values())
+        for waker in wakers:
+            waker.wake()
 
 
 class _LoopWaker:
     """Hands a committed group's outcomes to an event loop with one wake-up per group: the
-    first outcome schedules a drain, the rest of the group joins the pending list, and the
-    loop settles them all in one callback (a ``call_soon_threadsafe`` per request would write
-    the loop's self-pipe and wake it once per statement)."""
+    writer queues each outcome (:meth:`settle`), then wakes the loop once when the whole group
+    is handed out (:meth:`wake`), and the loop settles them all in one callback (a
+    ``call_soon_threadsafe`` per request would write the loop's self-pipe and wake it once
+    per statement)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # the batcher's map of wakers must not keep loops alive
@@ -128,12 +139,17 @@ class _LoopWaker:
 
     def settle(self, future: asyncio.Future[MintResult],
                outcome: MintResult | BaseException) -> None:
-        """Called on the writer thread."""
+        """Called on the writer thread for each member of a group."""
         with self._lock:
             self._pending.append((future, outcome))
-            first = len(self._pending) == 1
+
+    def wake(self) -> None:
+        """Called on the writer thread once the group is handed out."""
+        with self._lock:
+            if not self._pending:
+                return
         loop = self._loop()
-        if first and loop is not None:
+        if loop is not None:
             try:
                 loop.call_soon_threadsafe(self._drain)
             except RuntimeError:  # the loop was closed: nobody is waiting any more

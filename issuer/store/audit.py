@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class StatementRecord:
     publisher: str | None = None
     repository: str | None = None
     ci_claims: dict[str, Any] | None = None
+    #: ``canonical_json(claims)`` when the minter already has it (the signed payload's bytes):
+    #: :meth:`event_text` splices it in rather than encoding the claims again.
+    claims_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def event_data(self) -> dict[str, Any]:
         """What the ``statement.issued`` event carries: the record as issued (the publisher
@@ -81,10 +84,24 @@ class StatementRecord:
         return {name: getattr(self, name) for name in _ISSUED_FIELDS
                 if name not in _PUBLISHER_FIELDS or getattr(self, name) is not None}
 
+    def event_text(self) -> str:
+        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the members
+        that sort before ``claims`` and those after are encoded on their own, and the claims
+        spliced in between: canonical JSON is the sorted members joined by commas."""
+        data = self.event_data()
+        if self.claims_json is None:
+            return canonical_json(data).decode("utf-8")
+        del data["claims"]
+        head = canonical_json({k: v for k, v in data.items() if k < "claims"})[:-1]
+        tail = canonical_json({k: v for k, v in data.items() if k > "claims"})[1:]
+        return b"".join((head, b"," if len(head) > 1 else b"", b'"claims":', self.claims_json,
+                         b"," if len(tail) > 1 else b"", tail)).decode("utf-8")
+
 
 _PUBLISHER_FIELDS = ("publisher", "repository", "ci_claims")
 _ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
-                       if f.name not in ("log_index", "revoked_at", "revocation_reason"))
+                       if f.name not in ("log_index", "revoked_at", "revocation_reason",
+                                         "claims_json"))
 
 
 @dataclass(frozen=True)
@@ -304,7 +321,7 @@ class AuditStore:
         events, rows, done = [], [], []
         for offset, record in enumerate(records):
             idx = start + offset
-            text = canonical_json(record.event_data()).decode("utf-8")
+            text = record.event_text()
             events.append((idx, record.iat, "statement.issued", record.principal,
                            record.channel, record.jti, text))
             list_id, list_idx = status[offset] if status else (None, None)

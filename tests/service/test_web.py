@@ -19,7 +19,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from issuer.core.authority import Authority
-from issuer.core.clock import FixedClock
+from issuer.core.clock import FixedClock, rfc3339
 from issuer.core.config import load_config
 from issuer.core.statements import parse_mint_request
 from issuer.service.app import create_app
@@ -201,6 +201,44 @@ def test_tokens_page_is_for_admins(web: Web) -> None:
     assert all(f"<td>{name}</td>" in page.text for name in ("auditor", "admin", "ci", "admin-2"))
     secrets = [*web.secrets.values(), *admin.secrets.values()]
     assert all(s not in page.text and s.split(".")[1] not in page.text for s in secrets)
+    assert "None configured" in page.text  # no trusted publisher in this issuer.toml
+
+
+def test_tokens_page_shows_expiry_last_use_and_trusted_publishers(home: Path,
+                                                                   clock: FixedClock) -> None:
+    with (home / "issuer.toml").open("a") as config:
+        config.write('''
+[[trusted_publishers]]
+name = "calendar-release"
+issuer = "https://token.actions.githubusercontent.com"
+templates = ["mcp-connector"]
+[trusted_publishers.claims]
+repository = "acme/<b>calendar</b>"
+repository_owner_id = "1001"
+job_workflow_ref = "acme/calendar/.github/workflows/release.yml@refs/tags/*"
+''')
+    auth = Authority.from_config(home / "issuer.toml", env={}, clock=clock)
+    try:
+        web = Web(auth)
+        _, secret = auth.tokens.create("pipeline", role="minter", templates=["mcp-connector"],
+                                       rate_limit=None, actor="t", channel="cli",
+                                       now=auth.now(), expires_in=30 * 86400)
+        auth.tokens.authenticate(secret, now=auth.now())  # a use, kept to the minute
+        web.sign_in("admin")
+        page = web.client.get("/ui/tokens").text
+        row = page.split("<td>pipeline</td>", 1)[1].split("</tr>", 1)[0]
+        assert rfc3339(auth.now() + 30 * 86400) in row  # expires
+        used = auth.tokens.get("pipeline").last_used_at
+        assert used is not None and rfc3339(used) in row  # last used
+        auditor_row = page.split("<td>auditor</td>", 1)[1].split("</tr>", 1)[0]
+        assert auditor_row.count("never") == 2  # no expiry, never used
+        publishers = page.split("Trusted publishers", 1)[1]
+        assert "calendar-release" in publishers and "github" in publishers
+        assert "job_workflow_ref = acme/calendar/.github/workflows/release.yml@refs/tags/*" \
+            in publishers
+        assert "&lt;b&gt;calendar&lt;/b&gt;" in publishers and "<b>calendar" not in publishers
+    finally:
+        auth.close()
 
 
 def test_the_web_view_can_be_turned_off(home: Path, clock: FixedClock) -> None:

@@ -363,7 +363,8 @@ class WebView:
             raise InsufficientScope(f"token '{viewer.token.name}' ({viewer.token.role}) may not "
                                     "list tokens; an admin token may")
         return self.page(request, "tokens.html", viewer=viewer,
-                         tokens=self.authority.tokens.list())
+                         tokens=self.authority.tokens.list(),
+                         publishers=self.authority.publishers)
 
     # --- wiring ------------------------------------------------------------------------------
 

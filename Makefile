@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test typecheck bench clean-demo system-packages
+.PHONY: run test typecheck bench mutants clean-demo system-packages
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -14,7 +14,7 @@ $(BIN)/python:
 
 # Reinstall when pyproject.toml changes.
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[issuer,authlib]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
@@ -37,3 +37,10 @@ typecheck: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench
+
+# Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml): each
+# surviving mutant is a check no test guards. Slow (tens of minutes); not part of `make test`.
+mutants: $(VENV)/.test-installed
+	$(BIN)/python -m pip install -q -e '.[test,mutation]'
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results

@@ -84,5 +84,4 @@ def run(large: int = 1_000_000, appends: int = 2000) -> list[Row]:
         large_rate = append_rate(large, appends, Path(tmp))
     ratio = large_rate / small_rate
     return [Row(f"log append (durable txn + checkpoint), {large:,} vs 1,000 entries",
-                f"{large_rate:,.0f}/s", f"{small_rate:,.0f}/s", ratio, ">= 0.80 (flat)",
-                ratio >= 0.8)]
+                f"{large_rate:,.0f}/s", f"{small_rate:,.0f}/s", ratio, ">=", 0.8)]

@@ -5,7 +5,7 @@ Ours: the batch file is read and minted exactly as ``issuer mint --batch FILE`` 
 given a status list index, signed, recorded with its transparency log entry, all in one durable
 transaction with a signed checkpoint. Baselines, in the same run, sign the same claims with the
 same key: (a) a PyJWT ``jwt.encode`` loop, (b) a raw joserfc ``jwt.encode`` loop; they record
-nothing. Targets: >= 1.0x PyJWT, >= 0.6x joserfc.
+nothing. Target >= 0.75x either loop (the goal beyond that is 1.0x).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from issuer.keys.backends.file import read_private
 from .common import Row, best_rate
 
 N = 10_000
+TARGET = 0.75
 
 
 def _home(directory: Path, alg: str) -> Authority:
@@ -84,9 +85,7 @@ def run() -> list[Row]:
             assert count >= 3 * N, "every minted statement must be recorded"
             auth.close()
         rows.append(Row(f"batch mint {N:,} {alg} vs PyJWT loop", f"{ours_rate:,.0f}/s",
-                        f"{pyjwt_rate:,.0f}/s", ours_rate / pyjwt_rate, ">= 1.00",
-                        ours_rate / pyjwt_rate >= 1.0))
+                        f"{pyjwt_rate:,.0f}/s", ours_rate / pyjwt_rate, ">=", TARGET))
         rows.append(Row(f"batch mint {N:,} {alg} vs joserfc loop", f"{ours_rate:,.0f}/s",
-                        f"{joserfc_rate:,.0f}/s", ours_rate / joserfc_rate, ">= 0.60",
-                        ours_rate / joserfc_rate >= 0.6))
+                        f"{joserfc_rate:,.0f}/s", ours_rate / joserfc_rate, ">=", TARGET))
     return rows

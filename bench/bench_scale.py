@@ -7,7 +7,7 @@ signatures, status entries, log nodes and checkpoints), so they are what a milli
 statements look like. The mint cost is that of single mints, each its own durable
 transaction with a signed checkpoint (the HTTP path's worst case, without batching).
 Target: cost at 1M / cost at 1k <= 1.25. ``audit verify`` recomputes every leaf, the tree,
-every checkpoint comparison and every statement record; its ratio to bare hashing is reported.
+every checkpoint comparison and every statement record; target >= 0.25x bare hashing.
 """
 
 from __future__ import annotations
@@ -86,8 +86,7 @@ def run(large: int | None = None) -> list[Row]:
     print(f"(filled {large:,} statements in {fill_seconds:.0f}s; tree size {size:,})")
     return [
         Row(f"single durable mint at {large:,} vs 1,000 entries (cost ratio)",
-            f"{big:,.0f}/s", f"{small:,.0f}/s", cost_ratio, "<= 1.25", cost_ratio <= 1.25),
+            f"{big:,.0f}/s", f"{small:,.0f}/s", cost_ratio, "<=", 1.25),
         Row(f"audit verify {size:,} entries vs hashlib over the same bytes",
-            f"{verify_rate:,.0f}/s", f"{hash_rate:,.0f}/s", verify_rate / hash_rate,
-            "(reported)", None),
+            f"{verify_rate:,.0f}/s", f"{hash_rate:,.0f}/s", verify_rate / hash_rate, ">=", 0.25),
     ]

@@ -68,6 +68,5 @@ def run() -> list[Row]:
             auth.close()
         ratio = ours_rate / raw_rate
         rows.append(Row(f"verify {alg}, warm caches, vs joserfc jwt.decode",
-                        f"{ours_rate:,.0f}/s", f"{raw_rate:,.0f}/s", ratio, ">= 0.80",
-                        ratio >= 0.8))
+                        f"{ours_rate:,.0f}/s", f"{raw_rate:,.0f}/s", ratio, ">=", 0.8))
     return rows

@@ -8,6 +8,12 @@ Run it against a running issuer (`make run` serves one on 127.0.0.1:8000)::
 
     .venv/bin/python examples/authlib_server.py --issuer http://127.0.0.1:8000 --port 9000
 
+or against a staging copy of an issuer (its ``iss`` is the production URL, it is served
+elsewhere: keys, historical keys and status lists are fetched from ``--base-url``)::
+
+    .venv/bin/python examples/authlib_server.py --issuer https://connectors.example.com \\
+        --base-url http://127.0.0.1:8000 --port 9000
+
 and register a client with a statement the issuer minted::
 
     curl -s -X POST http://127.0.0.1:9000/register -H 'Content-Type: application/json' \\
@@ -86,10 +92,13 @@ class RegistrationEndpoint(SoftwareStatementRegistration, ClientRegistrationEndp
 
 def create_app(issuer: str, jwks_uri: str | None = None,
                policy: RegistrationPolicy | None = None,
-               verifier: StatementVerifier | None = None) -> FastAPI:
-    """The example authorization server, trusting statements of ``issuer``."""
+               verifier: StatementVerifier | None = None,
+               base_url: str | None = None) -> FastAPI:
+    """The example authorization server, trusting statements of ``issuer`` (served from
+    ``base_url`` when that is a staging copy of the issuer)."""
     verifier = verifier or StatementVerifier(trusted=[TrustedIssuer(
-        issuer=issuer, jwks_uri=jwks_uri or f"{issuer}/.well-known/jwks.json")])
+        issuer=issuer, jwks_uri=jwks_uri or f"{issuer}/.well-known/jwks.json",
+        base_url=base_url)])
     decisions: list[dict[str, Any]] = []
 
     def record(audit: dict[str, Any]) -> None:
@@ -107,10 +116,11 @@ def create_app(issuer: str, jwks_uri: str | None = None,
     @app.post("/register")
     async def register(request: Request) -> JSONResponse:
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "invalid_request",
-                                 "error_description": "body is not JSON"}, status_code=400)
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+            return JSONResponse({"error": "invalid_client_metadata",
+                                 "error_description": "the request body is not JSON"},
+                                status_code=400)
         status, payload, headers = server.create_endpoint_response(
             "client_registration", ("POST", str(request.url), dict(request.headers), body))
         return JSONResponse(payload, status_code=status, headers=dict(headers or []))
@@ -124,9 +134,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--issuer", required=True, help="the trusted statement issuer (iss)")
     parser.add_argument("--jwks-uri", default=None, help="default: <issuer>/.well-known/jwks.json")
+    parser.add_argument("--base-url", default=None,
+                        help="fetch the issuer's keys and status lists from here instead (a "
+                             "staging copy of the issuer that signs with the same iss)")
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args()
-    uvicorn.run(create_app(args.issuer, args.jwks_uri), host="127.0.0.1", port=args.port)
+    uvicorn.run(create_app(args.issuer, args.jwks_uri, base_url=args.base_url),
+                host="127.0.0.1", port=args.port)
 
 
 if __name__ == "__main__":

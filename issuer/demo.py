@@ -55,6 +55,9 @@ def print_tour(auth: Authority) -> None:
     print(f"  JWKS:      {base}/.well-known/jwks.json")
     print(f"  metadata:  {base}/.well-known/software-statement-issuer")
     print(f"  OpenAPI:   {base}/openapi.json")
+    print(f"  web view:  {base}/ui/ (sign in with an auditor token: "
+          "issuer tokens create NAME --role auditor)")
+    print(f"  metrics:   {base}/metrics")
     print("\nmint a statement:")
     print(f"  curl -s -X POST {base}/v1/statements \\\n"
           f"    -H \"Authorization: Bearer $(cat {TOKEN_FILE})\" \\\n"

@@ -81,6 +81,13 @@ def test_only_the_service_imports_fastapi() -> None:
     assert users and all(in_package(m, "issuer.service") for m in users), users
 
 
+def test_only_the_web_view_and_metrics_import_jinja2_and_prometheus() -> None:
+    pages = {m for m in modules() if "jinja2" in top_level(m)}
+    assert pages == {"issuer.service.web.routes"}, pages
+    metrics = {m for m in modules() if "prometheus_client" in top_level(m)}
+    assert metrics == {"issuer.service.metrics"}, metrics
+
+
 def test_the_fronts_are_on_top() -> None:
     """Nothing below the fronts imports them; only the fronts start the service."""
     for module in modules():

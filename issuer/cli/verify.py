@@ -21,7 +21,7 @@ from .common import authority, config_option, echo_json, json_option
 
 
 def statement_verifier(jwks_source: str | None, issuer_url: str | None,
-                       check_status: bool) -> StatementVerifier:
+                       check_status: bool, audience: str | None = None) -> StatementVerifier:
     """A verifier trusting one issuer: this one with its own keys and status lists, or
     ``issuer_url`` with the JWKS of ``jwks_source`` (a file or URL; no configuration needed
     when both are given)."""
@@ -30,7 +30,8 @@ def statement_verifier(jwks_source: str | None, issuer_url: str | None,
         return StatementVerifier(trusted=[TrustedIssuer(issuer=issuer_url or local.config.issuer,
                                                         jwks=local.jwks(),
                                                         check_status=check_status)],
-                                 clock=local.clock, status=local.status_client())
+                                 clock=local.clock, status=local.status_client(),
+                                 audience=audience)
     issuer_url = issuer_url or authority().config.issuer
     remote = jwks_source.startswith(("https://", "http://"))
     try:
@@ -39,7 +40,7 @@ def statement_verifier(jwks_source: str | None, issuer_url: str | None,
                                 jwks=None if remote else load_jwks(jwks_source))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return StatementVerifier(trusted=[trusted])
+    return StatementVerifier(trusted=[trusted], audience=audience)
 
 
 @click.command("verify")
@@ -49,6 +50,8 @@ def statement_verifier(jwks_source: str | None, issuer_url: str | None,
               help="The issuer's JWKS (default: this issuer's own keys).")
 @click.option("--issuer", "issuer_url", default=None,
               help="Expected iss (default: this issuer).")
+@click.option("--audience", default=None, metavar="ID",
+              help="This authorization server's identifier: needed for statements with aud.")
 @click.option("--no-status-check", is_flag=True,
               help="Do not check the statement's Token Status List (revocation).")
 @click.option("--client-id", "client_id", metavar="URL", default=None,
@@ -60,15 +63,17 @@ def statement_verifier(jwks_source: str | None, issuer_url: str | None,
               help="With --client-id, for development: fetch from loopback, http included.")
 @json_option
 def verify_command(token: str | None, jwks_source: str | None, issuer_url: str | None,
-                   no_status_check: bool, client_id: str | None, reject_disagreement: bool,
-                   unsafe_allow_loopback: bool, as_json: bool) -> None:
+                   audience: str | None, no_status_check: bool, client_id: str | None,
+                   reject_disagreement: bool, unsafe_allow_loopback: bool,
+                   as_json: bool) -> None:
     """Verify a statement (TOKEN, a FILE holding it, or - for stdin), or with --client-id URL
     a client's metadata document and the statement it carries, as an authorization server
     would.
 
-    Checks the signature against the JWKS with an algorithm allow-list, iss, exp, iat/nbf,
-    status and the RFC 7591 metadata; prints the claims, or exits 1 with the reason (with
-    --json: {"valid": false, "error", "error_description"} on stdout).
+    Checks the kind of token, the signature against the JWKS with an algorithm allow-list,
+    iss, aud, exp, iat/nbf, the RFC 7591 metadata and the status; prints the claims, or exits
+    1 with the reason (with --json: {"valid": false, "error", "error_description"} on
+    stdout).
 
     \b
     Example:
@@ -80,14 +85,14 @@ def verify_command(token: str | None, jwks_source: str | None, issuer_url: str |
             if token is not None:
                 raise UsageError("give either TOKEN or --client-id, not both")
             _verify_client_id(client_id, statement_verifier(jwks_source, issuer_url,
-                                                            not no_status_check),
+                                                            not no_status_check, audience),
                               reject_disagreement, unsafe_allow_loopback, as_json)
             return
         if reject_disagreement or unsafe_allow_loopback:
             raise UsageError("--reject-disagreement and --unsafe-allow-loopback go with "
                              "--client-id")
-        _verify_statement(read_token(token), jwks_source, issuer_url, not no_status_check,
-                          as_json)
+        _verify_statement(read_token(token), jwks_source, issuer_url, audience,
+                          not no_status_check, as_json)
     except IssuerError as exc:
         if as_json and isinstance(exc, REFUSALS):  # a refusal is an answer: say it as data
             echo_json({"valid": False, **exc.as_json()})
@@ -118,11 +123,13 @@ def read_token(arg: str | None) -> str:
 
 
 def _verify_statement(token: str, jwks_source: str | None, issuer_url: str | None,
-                      check_status: bool, as_json: bool) -> None:
+                      audience: str | None, check_status: bool, as_json: bool) -> None:
     if jwks_source is None:  # this issuer's own keys: a revoked key is named as such
-        verified = authority().verify(token, issuer=issuer_url, check_status=check_status)
+        verified = authority().verify(token, issuer=issuer_url, audience=audience,
+                                      check_status=check_status)
     else:
-        verified = statement_verifier(jwks_source, issuer_url, check_status).verify(token)
+        verified = statement_verifier(jwks_source, issuer_url, check_status,
+                                      audience).verify(token)
     if as_json:
         echo_json({"valid": True, "header": verified.header, "claims": verified.claims,
                    "digest": verified.digest})

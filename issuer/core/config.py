@@ -112,6 +112,14 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"  # from the environment: ISSUER_SERVICE_WEB=false
+    raise ValueError(f"{value!r} is not true or false")
+
+
 def validate_key_backend(value: object) -> str:
     """``file`` or a key URI ``scheme:attributes`` (docs/keys.md); the backend checks the rest."""
     text = _string(value).strip()
@@ -170,6 +178,8 @@ _SCHEMA: dict[str, tuple[_Parser, object]] = {
     "service.port": (_port, 8000),
     "service.jwks_max_age": (_positive_int, 300),
     "service.rate_limit": (parse_rate_limit, "600/minute"),
+    "service.web": (_bool, True),
+    "service.session_lifetime": (_duration, "8h"),
     "trusted_publishing.audience": (_optional_string, None),
     "trusted_publishing.token_lifetime": (_exchange_lifetime, "15m"),
 }
@@ -194,6 +204,10 @@ class ServiceConfig:
     port: int
     jwks_max_age: int
     rate_limit: RateLimit | None
+    #: Whether the web view for auditors is served under /ui/ (docs/web.md).
+    web: bool = True
+    #: How long a web view sign-in lasts.
+    session_lifetime: int = 8 * 3600
 
 
 @dataclass(frozen=True)
@@ -337,6 +351,8 @@ def load_config(
             port=values["service.port"],
             jwks_max_age=values["service.jwks_max_age"],
             rate_limit=values["service.rate_limit"],
+            web=values["service.web"],
+            session_lifetime=values["service.session_lifetime"],
         ),
         exchange_audience=values["trusted_publishing.audience"] or values["issuer"],
         exchange_lifetime=values["trusted_publishing.token_lifetime"],
@@ -365,4 +381,6 @@ host = "127.0.0.1"
 port = 8000
 jwks_max_age = 300
 rate_limit = "600/minute"
+web = true                     # the web view for auditors under /ui/ (docs/web.md)
+session_lifetime = "8h"        # how long a web view sign-in lasts
 '''

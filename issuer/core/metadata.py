@@ -70,6 +70,18 @@ TOKEN_ENDPOINT_AUTH_METHODS = frozenset(
     }
 )
 
+#: Methods that authenticate with a secret the authorization server issues (RFC 7591 section
+#: 3.2.1: ``client_secret`` is returned only to clients that use one).
+SECRET_AUTH_METHODS = frozenset({"client_secret_post", "client_secret_basic",
+                                 "client_secret_jwt"})
+
+
+def needs_client_secret(claims: Mapping[str, Any]) -> bool:
+    """Whether a client registered with ``claims`` is issued a ``client_secret``; the method
+    defaults to ``client_secret_basic`` when omitted (RFC 7591 section 2)."""
+    return claims.get("token_endpoint_auth_method", "client_secret_basic") in SECRET_AUTH_METHODS
+
+
 #: Grant types defined by RFC 7591 section 2 and later registrations; extension grant types
 #: are absolute URIs (RFC 6749 section 4.5).
 GRANT_TYPES = frozenset(
@@ -114,7 +126,10 @@ HUMAN_READABLE = frozenset({"client_name", "client_uri", "logo_uri", "tos_uri", 
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")  # BCP 47 (RFC 5646) shape
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")  # RFC 3986 section 3.1
 _PRIVATE_USE_SCHEME = re.compile(r"^[a-z][a-z0-9+-]*(\.[a-z0-9][a-z0-9+-]*)+$")  # RFC 8252 s7.1
+_RESPONSE_TYPE_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # response-name, RFC 6749 section 8.4
 _NQCHAR_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")  # RFC 6749 section 3.3
+#: Schemes a browser executes or reads locally (RFC 9700 section 4.1: open redirectors, XSS).
+_SCRIPT_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "about"})
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 S2 = "RFC 7591 section 2"
@@ -221,17 +236,26 @@ def _redirect_uri_problem(uri: str) -> tuple[str | None, str]:
     if parts.username is not None or "@" in parts.netloc:
         return "must not carry userinfo", "RFC 9700 section 4.1.1"
     scheme = parts.scheme.lower()
+    if scheme in _SCRIPT_SCHEMES:
+        return (f"uses the '{scheme}' scheme, which a browser runs or reads locally instead of "
+                "navigating: never a redirect URI", "RFC 9700 section 4.1, RFC 6749 section 10.6")
     if scheme == "https":
         return (None, "") if parts.hostname else ("has no host", "RFC 6749 section 3.1.2")
     if scheme == "http":
         host = parts.hostname or ""
-        if host == "localhost":
-            return ("uses 'localhost'; use the loopback IP literal 127.0.0.1 or [::1]",
-                    "RFC 8252 section 8.3")
-        if _is_loopback_ip(host):
+        if host.lower() == "localhost":
+            # Accepted: 127.0.0.1 and [::1]. Refused: "localhost", which can resolve off the
+            # loopback interface and trips client firewalls (RFC 8252 section 8.3 prefers IP
+            # literals), and which loopback port matching (section 7.3) does not apply to.
+            return ("uses 'localhost', which can resolve off the loopback interface; use the "
+                    "loopback IP literal 127.0.0.1 or [::1]", "RFC 8252 section 8.3")
+        if is_loopback_ip(host):
             return None, ""
         return "uses http on a non-loopback host; use https", "RFC 8252 section 8.3"
     if _PRIVATE_USE_SCHEME.match(scheme):
+        if parts.netloc or uri[len(scheme) + 1:].startswith("//"):
+            return ("names an authority after a private-use scheme; use a single slash "
+                    f"({scheme}:/path)", "RFC 8252 section 7.1")
         return None, ""
     return ("uses a scheme that is neither https, http on a loopback address, nor a private-use "
             "reverse-domain scheme like com.example.app", "RFC 8252 section 7.1")
@@ -247,7 +271,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _is_loopback_ip(host: str) -> bool:
+def is_loopback_ip(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -267,7 +291,10 @@ def validate_grant_types(ctx: Context, claim: str, value: Any) -> None:
     if not _is_str_list(ctx, claim, value):
         return
     for grant in value:
-        if grant not in GRANT_TYPES and not _is_absolute_uri(grant):
+        if grant == "password":
+            ctx.error(claim, "the resource owner password credentials grant must not be used: it "
+                      "exposes the user's credentials to the client", "RFC 9700 section 2.4")
+        elif grant not in GRANT_TYPES and not _is_absolute_uri(grant):
             ctx.error(claim, f"{_short(grant)} is not a known grant type (extension grant types "
                       "are absolute URIs)", "RFC 7591 section 2, RFC 6749 section 4.5")
 
@@ -283,12 +310,18 @@ def validate_response_types(ctx: Context, claim: str, value: Any) -> None:
         return
     for rtype in value:
         parts = rtype.split(" ")
-        ok = rtype == "none" or (
-            all(p in RESPONSE_TYPE_PARTS for p in parts) and len(set(parts)) == len(parts)
-        )
-        if not ok:
-            ctx.error(claim, f"{_short(rtype)} is not a response type (space-separated code, "
-                      "token, id_token, or none)", "RFC 7591 section 2, RFC 6749 section 3.1.1")
+        if rtype == "none" or (all(p in RESPONSE_TYPE_PARTS for p in parts)
+                               and len(set(parts)) == len(parts)):
+            continue
+        if all(_RESPONSE_TYPE_NAME.match(p) for p in parts) and len(set(parts)) == len(parts):
+            # An extension response type (RFC 6749 section 8.4) is legal: an authorization
+            # server that does not support it refuses it itself (its response_types_supported).
+            ctx.warn(claim, f"{_short(rtype)} is an extension response type; authorization "
+                     "servers that don't support it will refuse the client", "RFC 6749 section 8.4")
+        else:
+            ctx.error(claim, f"{_short(rtype)} is not a response type (space-separated names "
+                      "such as code, token, id_token, or none)",
+                      "RFC 7591 section 2, RFC 6749 section 3.1.1")
 
 
 def validate_scope(ctx: Context, claim: str, value: Any) -> None:
@@ -362,6 +395,18 @@ def validate_positive_number(ctx: Context, claim: str, value: Any) -> None:
         ctx.error(claim, f"must be a non-negative integer, got {_describe(value)}", S2)
 
 
+def validate_audience(ctx: Context, claim: str, value: Any) -> None:
+    """``aud``: a StringOrURI or an array of them (RFC 7519 section 4.1.3). A template may set
+    it to restrict its statements to the authorization servers it names; a verifier then
+    accepts them only when configured with one of those audiences."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or \
+            not all(isinstance(v, str) and v and (":" not in v or _is_absolute_uri(v))
+                    for v in values):
+        ctx.error(claim, f"must be a non-empty string or array of strings (a URI when it "
+                  f"contains ':'), got {_describe(value)}", "RFC 7519 section 4.1.3")
+
+
 Validator = Callable[[Context, str, Any], None]
 
 #: The client metadata registry this issuer knows: RFC 7591 section 2, plus the IANA
@@ -397,6 +442,8 @@ REGISTRY: dict[str, Validator] = {
     "tls_client_certificate_bound_access_tokens": validate_bool,
     "dpop_bound_access_tokens": validate_bool,
     "require_pushed_authorization_requests": validate_bool,
+    # Not client metadata: the one JWT claim a template may set (RFC 7519 section 4.1.3)
+    "aud": validate_audience,
 }
 
 #: Claims the registry defines as JSON arrays (a mint-time scalar there is an error).
@@ -476,6 +523,61 @@ def check_grant_response_consistency(ctx: Context, claims: Mapping[str, Any]) ->
         ctx.error("response_types", "the 'implicit' grant type needs a 'token' response type", rule)
 
 
+def check_redirect_flows(ctx: Context, claims: Mapping[str, Any]) -> None:
+    """Redirect-based grants need redirect URIs (RFC 6749 section 3.1.2.2, RFC 9700 section
+    2.1: registered exactly), and private-use schemes are for native apps only (RFC 8252
+    section 7.1; OpenID Connect Registration 1.0 section 2, application_type)."""
+    # Only grant types named explicitly: a claim set without grant_types (a base template
+    # that others extend) is not yet a client of any kind.
+    grants = _effective(claims, "grant_types", [])
+    if grants is None or "grant_types" in ctx.pending:
+        return
+    redirects = claims.get("redirect_uris")
+    for grant in ("authorization_code", "implicit"):
+        if grant in grants and "redirect_uris" not in claims and \
+                "redirect_uris" not in ctx.pending:
+            ctx.error("redirect_uris", f"the '{grant}' grant type needs registered redirect_uris",
+                      "RFC 6749 section 3.1.2.2, RFC 9700 section 2.1",
+                      code="invalid_redirect_uri")
+    if claims.get("application_type", "web") == "web" and isinstance(redirects, list):
+        for uri in redirects:
+            scheme = urlsplit(uri).scheme.lower() if isinstance(uri, str) else ""
+            if _PRIVATE_USE_SCHEME.match(scheme):
+                ctx.error("redirect_uris", f"{_short(uri)} is a private-use scheme, which only a "
+                          "native app can receive (set application_type = \"native\")",
+                          "RFC 8252 section 7.1, OpenID Connect Registration 1.0 section 2",
+                          code="invalid_redirect_uri")
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """One insertion, deletion, substitution or adjacent transposition turns ``a`` into ``b``."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+
+
+def check_near_misses(ctx: Context, claims: Mapping[str, Any]) -> None:
+    """A claim name one typo away from a registered one (``redirect_uri``) is almost surely a
+    mistake that would silently leave the real claim unset: a warning, an error under
+    ``--strict``."""
+    known = set(REGISTRY) | RESERVED_CLAIMS
+    for name in claims:
+        if not isinstance(name, str):
+            continue
+        base = base_claim(name)
+        if base in known:
+            continue
+        close = sorted(k for k in REGISTRY if _one_edit_apart(base, k))
+        if close:
+            ctx.warn(name, f"is not a registered claim; did you mean '{close[0]}'?",
+                     "RFC 7591 section 2")
+
+
 def check_client_authentication(ctx: Context, claims: Mapping[str, Any]) -> None:
     """Key material for key-based methods; jwks xor jwks_uri; confidential client grants."""
     method = claims.get("token_endpoint_auth_method")
@@ -515,10 +617,13 @@ def check_risky_choices(ctx: Context, claims: Mapping[str, Any]) -> None:
     redirects = claims.get("redirect_uris")
     if claims.get("application_type") != "native" and isinstance(redirects, list):
         for uri in redirects:
-            if isinstance(uri, str) and urlsplit(uri).scheme.lower() == "http":
+            parts = urlsplit(uri) if isinstance(uri, str) else None
+            if parts is not None and parts.scheme.lower() == "http" and \
+                    is_loopback_ip(parts.hostname or ""):
                 ctx.warn("redirect_uris", f"{_short(uri)} is a loopback http redirect outside a "
                          "native-app template (set application_type = \"native\")",
                          "RFC 8252 section 7.3")
+    check_near_misses(ctx, claims)
 
 
 #: Every claim a rule across claims reads. Mint-time values outside this set can't change the
@@ -563,6 +668,7 @@ def check_claims(
     check_language_tags(ctx, subset)
     if only is None or only & CROSS_RULE_CLAIMS:
         check_grant_response_consistency(ctx, claims)
+        check_redirect_flows(ctx, claims)
         check_client_authentication(ctx, claims)
         if not statement:
             check_risky_choices(ctx, claims)

@@ -435,7 +435,8 @@ class CiTokenVerifier:
                                   None)
                 uri = configured or self._discover(issuer)
                 remote = RemoteJwks(uri, clock=self.clock, get=self._nonempty,
-                                    min_refresh_interval=self.min_refresh, max_stale=3600)
+                                    min_refresh_interval=self.min_refresh, max_stale=3600,
+                                    failure_ttl=0)  # an empty set: the next token asks again
                 self._jwks[issuer] = remote
             return remote
 

@@ -10,7 +10,6 @@ input can reach. The same request shape serves ``issuer mint``, ``--batch`` line
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -166,6 +165,7 @@ def build_payload(*, issuer: str, claims: Mapping[str, Any], iat: int, lifetime:
 
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON for the JWS payload (RFC 7519 section 7.1)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON for the JWS payload (RFC 7519 section 7.1), canonical (sorted keys):
+    the audit record splices these exact bytes into its entry instead of encoding the claims
+    a second time (:meth:`issuer.store.audit.StatementRecord.event_text`)."""
+    return canonical_json(payload)

@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from issuer import __version__
 from issuer.core.authority import Authority
 from issuer.core.cimd import HostedDocuments
-from issuer.core.clock import format_duration, parse_time
+from issuer.core.clock import format_duration
 from issuer.core.errors import (
     AuditUnavailable,
     InsufficientScope,
@@ -46,6 +46,7 @@ from issuer.core.errors import (
     NotFound,
     RequestTooLarge,
 )
+from issuer.core.search import StatementQuery, search
 from issuer.core.statements import MintResult, Origin, parse_mint_request
 from issuer.core.tokens import ApiToken, require_audit, require_mint
 from issuer.log.merkle import leaf_hash
@@ -53,14 +54,16 @@ from issuer.log.tlog import b64
 from issuer.service.batching import MintBatcher
 from issuer.service.listen import listen
 from issuer.service.logs import AuditTail, LogFormat, RequestLog, log_config
+from issuer.service.metrics import CONTENT_TYPE as METRICS_TYPE
+from issuer.service.metrics import Metrics
 from issuer.service.ratelimit import RateLimiter
+from issuer.service.web.routes import WebView
 
 log = logging.getLogger("issuer.service")
 
 MAX_BODY = 64 * 1024
 JWK_SET_TYPE = "application/jwk-set+json"
 STATUSLIST_JWT = "application/statuslist+jwt"
-STATUSLIST_JSON = "application/statuslist+json"
 HISTORICAL_KEYS_TYPE = "application/jwk-set+jwt"
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
@@ -211,24 +214,40 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid request')}"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    async def issuer_error(_: Request, exc: Exception) -> Response:
+#: Renders an error as a page for the requests it owns (the web view), None for the others.
+ErrorPage = Callable[[Request, IssuerError], Response | None]
+
+
+def install_error_handlers(app: FastAPI, metrics: Metrics | None = None,
+                           page: ErrorPage | None = None) -> None:
+    def respond(request: Request, error: IssuerError) -> Response:
+        if metrics is not None and request.method == "POST" and \
+                request.url.path == "/v1/statements":
+            metrics.refusal(error)
+        shown = page(request, error) if page is not None else None
+        return shown if shown is not None else error_response(error)
+
+    async def issuer_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IssuerError)
-        return error_response(exc)
+        return respond(request, exc)
 
-    async def validation_error(_: Request, exc: Exception) -> Response:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(InvalidRequest(_validation_message(exc)))
+        return respond(request, InvalidRequest(_validation_message(exc)))
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            shown = page(request, NotFound(str(exc.detail))) if page is not None else None
+            if shown is not None:
+                return shown
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
         body = {"error": code, "error_description": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         if isinstance(exc, RecursionError):  # JSON nested past Python's limit: bad input
-            return error_response(InvalidRequest("request body nests too deeply"))
+            return respond(request, InvalidRequest("request body nests too deeply"))
         log.exception("internal error")  # the traceback stays in the server log
         return JSONResponse({"error": "server_error", "error_description": "internal error"},
                             status_code=500)
@@ -292,9 +311,11 @@ class Maintenance:
     """Scheduled key work (rotation when due, expiry of retired keys) on a thread of its own:
     at start and every ``interval`` seconds until the service stops."""
 
-    def __init__(self, authority: Authority, interval: float) -> None:
+    def __init__(self, authority: Authority, interval: float,
+                 metrics: Metrics | None = None) -> None:
         self.authority = authority
         self.interval = interval
+        self.metrics = metrics
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name="issuer-maintenance", daemon=True)
 
@@ -304,6 +325,8 @@ class Maintenance:
                 log.warning("key maintenance: %s", line)
         except IssuerError as exc:
             log.error("key maintenance failed: %s", exc.description)
+            if self.metrics is not None:
+                self.metrics.maintenance_failures.inc()
 
     def run(self) -> None:
         while True:
@@ -323,10 +346,11 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
     config = authority.config
 
     batcher = MintBatcher(authority)
+    metrics = Metrics(authority)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        maintenance = Maintenance(authority, maintenance_interval)
+        maintenance = Maintenance(authority, maintenance_interval, metrics)
         maintenance.thread.start()
         yield
         maintenance.stop.set()
@@ -346,7 +370,8 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
                     "Errors are {error, error_description} objects.",
         docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
     )
-    install_error_handlers(app)
+    web = WebView(authority, limiter) if config.service.web else None
+    install_error_handlers(app, metrics, web.error_page if web is not None else None)
     app.state.authority = authority
     app.state.batcher = batcher
 
@@ -467,7 +492,11 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         require_mint(token, request.template)
         request = replace(request, origin=token_origin(token),
                           idempotency_key=check_idempotency_key(idempotency_key))
+        started = time.perf_counter()
         result = await batcher.mint_async(request, principal=token.name, channel="http")
+        metrics.latency.observe(time.perf_counter() - started)
+        if not result.replayed:
+            metrics.minted.labels(template=result.template, channel="http").inc()
         headers = {"Location": f"/v1/statements/{result.jti}", "Cache-Control": "no-store"}
         if result.replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -500,10 +529,15 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
              summary="Audit records, oldest first, paginated (auditor, admin)",
              responses=errors(400, 401, 403, 429))
     def list_statements(
+        request: Request,
         template: str | None = None,
         software_id: str | None = None,
+        version: str | None = Query(None, description="software_version"),
+        principal: str | None = Query(None, description="who minted: the token's name, a user"),
         kid: str | None = None,
         since: str | None = Query(None, description="RFC 3339 date/time, or a duration ago: 7d"),
+        until: str | None = Query(None, description="RFC 3339 date/time (a date: that whole day)"),
+        status: str | None = Query(None, description="active, revoked, suspended or expired"),
         cursor: str | None = Query(None, description="next_cursor of the previous page"),
         limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX),
         revoked: bool | None = Query(None, description="true: only revoked; false: only not"),
@@ -511,19 +545,10 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
         repository: str | None = Query(None, description="built from this source repository"),
         _: ApiToken = Depends(auditor),
     ) -> dict[str, Any]:
-        try:
-            since_t = parse_time(since, authority.now()) if since else None
-        except ValueError as exc:
-            raise InvalidRequest(f"since: {exc}") from None
-        after = decode_cursor(cursor) if cursor else None
-        page = authority.audit.statements(template=template, software_id=software_id, kid=kid,
-                                          since=since_t, after_index=after, limit=limit + 1,
-                                          revoked=revoked, publisher=publisher,
-                                          repository=repository)
-        more = len(page) > limit
-        page = page[:limit]
-        return {"statements": [asdict(r) for r in page],
-                "next_cursor": encode_cursor(page[-1].log_index) if more else None}
+        query = replace(StatementQuery.parse(request.query_params, authority.now()),
+                        revoked=revoked)
+        page = search(authority, query, limit=limit, cursor=cursor)
+        return {"statements": [asdict(r) for r in page.records], "next_cursor": page.next_cursor}
 
     @app.get("/v1/statements/{jti}", tags=["audit"],
              summary="One audit record by jti or digest (auditor, admin)",
@@ -579,22 +604,20 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
                 "revocation_reason": record.revocation_reason}
 
     @app.get("/v1/status-lists/{list_id}", tags=["public"],
-             summary="A Token Status List (statuslist+jwt; Accept: application/statuslist+json "
-                     "for the unsigned form)",
-             responses={200: {"content": {STATUSLIST_JWT: {}, STATUSLIST_JSON: {}}},
+             summary="A Token Status List Token (statuslist+jwt; the unsigned JSON form left "
+                     "draft-ietf-oauth-status-list in -06 and is not served)",
+             responses={200: {"content": {STATUSLIST_JWT: {}}},
                         304: {"description": "Not modified"}, **errors(404)})
     def status_list(list_id: str, request: Request) -> Response:
         token, claims = authority.status.document(list_id, authority.keystore)
-        unsigned = STATUSLIST_JSON in request.headers.get("accept", "")
-        body = json.dumps(claims, separators=(",", ":")).encode() if unsigned else token.encode()
+        body = token.encode()
         etag = '"' + base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode() + '"'
         age = max(0, authority.now() - int(claims["iat"]))
-        headers = {"ETag": etag, "Vary": "Accept",
+        headers = {"ETag": etag,
                    "Cache-Control": f"public, max-age={max(0, int(claims['ttl']) - age)}"}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        return Response(body, media_type=STATUSLIST_JSON if unsigned else STATUSLIST_JWT,
-                        headers=headers)
+        return Response(body, media_type=STATUSLIST_JWT, headers=headers)
 
     @app.post("/v1/status", tags=["public"],
               summary="The status of a statement this issuer signed: active, revoked, "
@@ -654,6 +677,16 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
                    for idx, entry in enumerate(authority.audit.entries(start, stop), start=start)]
         return {"tree_size": size, "entries": entries}
 
+    # --- operations ----------------------------------------------------------------------------
+
+    @app.get("/metrics", tags=["public"], response_class=PlainTextResponse,
+             summary="Prometheus metrics (docs/operations.md)")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=METRICS_TYPE,
+                        headers={"Cache-Control": "no-store"})
+
+    if web is not None:
+        web.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     return app
 
@@ -696,21 +729,6 @@ def parse_form(body: bytes, content_type: str) -> dict[str, str]:
             raise InvalidRequest(f"parameter {name!r} is given more than once")
         form[name] = value
     return form
-
-
-def encode_cursor(log_index: int) -> str:
-    return base64.urlsafe_b64encode(f"after:{log_index}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind != "after" or not value.isdigit():
-            raise ValueError
-        return int(value)
-    except ValueError:
-        raise InvalidRequest("cursor: not a cursor this service returned") from None
 
 
 def _maintenance_interval(authority: Authority) -> float:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -38,6 +39,8 @@ class MintBatcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.batches = 0  # how many transactions the writer committed (for tests and logs)
+        self._wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker] = \
+            weakref.WeakKeyDictionary()
 
     def submit(self, request: MintRequest, principal: str, channel: str, done: Done) -> None:
         """Queue one mint; ``done`` gets its result or error, on the writer thread, after the
@@ -62,19 +65,11 @@ class MintBatcher:
         """Mint one statement from the event loop, without a worker thread per request."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[MintResult] = loop.create_future()
-
-        def settle(outcome: MintResult | BaseException) -> None:
-            if future.done():
-                return
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
-        def done(outcome: MintResult | BaseException) -> None:
-            loop.call_soon_threadsafe(settle, outcome)
-
-        self.submit(request, principal, channel, done)
+        with self._lock:
+            wake = self._wakers.get(loop)
+            if wake is None:
+                wake = self._wakers[loop] = _LoopWaker(loop)
+        self.submit(request, principal, channel, lambda outcome: wake.settle(future, outcome))
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
@@ -127,7 +122,58 @@ class MintBatcher:
                 exc, AuditUnavailable) else AuditUnavailable(
                 "the audit store could not record the statement; nothing was issued")
             batch[0][3](error)
+            self._wake_loops()
             return
         self.batches += 1
         for (*_, done), outcome in zip(batch, outcomes):
             done(outcome)
+        self._wake_loops()
+
+    def _wake_loops(self) -> None:
+        """The group's outcomes are all handed out: one wake-up per waiting event loop."""
+        with self._lock:
+            wakers = list(self._wakers.values())
+        for waker in wakers:
+            waker.wake()
+
+
+class _LoopWaker:
+    """Hands a committed group's outcomes to an event loop with one wake-up per group: the
+    writer queues each outcome (:meth:`settle`), then wakes the loop once when the whole group
+    is handed out (:meth:`wake`), and the loop settles them all in one callback (a
+    ``call_soon_threadsafe`` per request would write the loop's self-pipe and wake it once
+    per statement)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the batcher's map of wakers must not keep loops alive
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[MintResult], MintResult | BaseException]] = []
+
+    def settle(self, future: asyncio.Future[MintResult],
+               outcome: MintResult | BaseException) -> None:
+        """Called on the writer thread for each member of a group."""
+        with self._lock:
+            self._pending.append((future, outcome))
+
+    def wake(self) -> None:
+        """Called on the writer thread once the group is handed out."""
+        with self._lock:
+            if not self._pending:
+                return
+        loop = self._loop()
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop was closed: nobody is waiting any more
+                pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, outcome in pending:
+            if future.done():  # its request gave up waiting
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

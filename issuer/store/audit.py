@@ -31,7 +31,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,9 @@ class StatementRecord:
     publisher: str | None = None
     repository: str | None = None
     ci_claims: dict[str, Any] | None = None
+    #: ``canonical_json(claims)`` when the minter already has it (the signed payload's bytes):
+    #: :meth:`event_text` splices it in rather than encoding the claims again.
+    claims_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def event_data(self) -> dict[str, Any]:
         """What the ``statement.issued`` event carries: the record as issued (the publisher
@@ -94,10 +97,24 @@ class StatementRecord:
         return {name: getattr(self, name) for name in _ISSUED_FIELDS
                 if name not in _PUBLISHER_FIELDS or getattr(self, name) is not None}
 
+    def event_text(self) -> str:
+        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the members
+        that sort before ``claims`` and those after are encoded on their own, and the claims
+        spliced in between: canonical JSON is the sorted members joined by commas."""
+        data = self.event_data()
+        if self.claims_json is None:
+            return canonical_json(data).decode("utf-8")
+        del data["claims"]
+        head = canonical_json({k: v for k, v in data.items() if k < "claims"})[:-1]
+        tail = canonical_json({k: v for k, v in data.items() if k > "claims"})[1:]
+        return b"".join((head, b"," if len(head) > 1 else b"", b'"claims":', self.claims_json,
+                         b"," if len(tail) > 1 else b"", tail)).decode("utf-8")
+
 
 _PUBLISHER_FIELDS = ("publisher", "repository", "ci_claims")
 _ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
-                       if f.name not in ("log_index", "revoked_at", "revocation_reason"))
+                       if f.name not in ("log_index", "revoked_at", "revocation_reason",
+                                         "claims_json"))
 
 
 @dataclass(frozen=True)
@@ -347,7 +364,7 @@ class AuditStore:
         events, rows, done = [], [], []
         for offset, record in enumerate(records):
             idx = start + offset
-            text = canonical_json(record.event_data()).decode("utf-8")
+            text = record.event_text()
             events.append((idx, record.iat, "statement.issued", record.principal,
                            record.channel, record.jti, text))
             list_id, list_idx = status[offset] if status else (None, None)
@@ -453,15 +470,22 @@ class AuditStore:
     def statements(self, *, template: str | None = None, software_id: str | None = None,
                    since: int | None = None, kid: str | None = None,
                    after_index: int | None = None, limit: int | None = None,
-                   revoked: bool | None = None, publisher: str | None = None,
-                   repository: str | None = None, newest_first: bool = False
+                   revoked: bool | None = None, software_version: str | None = None,
+                   principal: str | None = None, publisher: str | None = None,
+                   repository: str | None = None, until: int | None = None,
+                   status: str | None = None, now: int = 0,
+                   revoked_kids: Sequence[str] = (), newest_first: bool = False
                    ) -> list[StatementRecord]:
         """Statements in issue order (or newest first), filtered; ``after_index`` is the
-        pagination cursor."""
+        pagination cursor.
+
+        ``since <= iat < until``; ``status`` is one of active, revoked, suspended, expired as
+        of ``now``, a statement of a key in ``revoked_kids`` counting as revoked."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("template", template), ("software_id", software_id),
-                              ("kid", kid), ("publisher", publisher),
+                              ("kid", kid), ("software_version", software_version),
+                              ("principal", principal), ("publisher", publisher),
                               ("repository", repository)):
             if value is not None:
                 where.append(f"s.{column} = ?")
@@ -469,6 +493,13 @@ class AuditStore:
         if since is not None:
             where.append("s.iat >= ?")
             params.append(since)
+        if until is not None:
+            where.append("s.iat < ?")
+            params.append(until)
+        if status is not None:
+            clause, values = _status_filter(status, now, revoked_kids)
+            where.append(clause)
+            params.extend(values)
         if after_index is not None:
             where.append("s.log_index > ?")
             params.append(after_index)
@@ -560,6 +591,23 @@ def _owner_only(path: Path) -> None:
     for name in (path.name, path.name + "-wal", path.name + "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(path.with_name(name), 0o600)
+
+
+#: The status filters, in the order a statement's status is decided: revoked (itself or its
+#: key), suspended, expired, active.
+STATUS_FILTERS = ("active", "revoked", "suspended", "expired")
+
+
+def _status_filter(status: str, now: int, revoked_kids: Sequence[str]) -> tuple[str, list[Any]]:
+    kids = ", ".join("?" for _ in revoked_kids)
+    if status == "revoked":
+        return (f"(s.status = 1 OR s.kid IN ({kids}))" if kids else "s.status = 1",
+                list(revoked_kids))
+    clause, values = {"suspended": ("s.status = 2", []), "expired": ("s.status = 0 AND s.exp <= ?",
+                      [now]), "active": ("s.status = 0 AND s.exp > ?", [now])}[status]
+    if kids:
+        clause += f" AND s.kid NOT IN ({kids})"
+    return clause, [*values, *revoked_kids]
 
 
 def _looks_like_digest(ref: str) -> bool:

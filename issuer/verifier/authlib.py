@@ -25,6 +25,7 @@ from authlib.oauth2.rfc7591 import (
     UnapprovedSoftwareStatementError,
 )
 
+from issuer.core import metadata
 from issuer.core.errors import IssuerError
 from issuer.verifier.registration import Registrar
 
@@ -54,8 +55,10 @@ class _MergedPayload:
 
 class SoftwareStatementRegistration:
     """Mixin for ``authlib.oauth2.rfc7591.ClientRegistrationEndpoint``: verifies the
-    statement with a :class:`Registrar`, lets its values win, then runs Authlib's own metadata
-    validation on the result."""
+    statement with a :class:`Registrar`, lets its values win, runs Authlib's own metadata
+    validation on the result, and keeps every claim the statement carries (Authlib's claims
+    classes know only some: ``dpop_bound_access_tokens``, language-tagged names and others
+    would be dropped). The response echoes the statement (RFC 7591 section 3.2.1)."""
 
     registrar: Registrar
 
@@ -68,6 +71,16 @@ class SoftwareStatementRegistration:
         original = request.payload
         request.payload = _MergedPayload(registration.metadata)
         try:
-            return super().extract_client_metadata(request)  # type: ignore[misc]
+            validated = super().extract_client_metadata(request)  # type: ignore[misc]
         finally:
             request.payload = original
+        return {**registration.metadata, **validated}
+
+    def generate_client_info(self, request: Any) -> dict[str, Any]:
+        """Authlib's client id, and a ``client_secret`` only for a client that authenticates
+        with one (RFC 7591 section 3.2.1)."""
+        info: dict[str, Any] = super().generate_client_info(request)  # type: ignore[misc]
+        if not metadata.needs_client_secret(request.registration.metadata):
+            info.pop("client_secret", None)
+            info.pop("client_secret_expires_at", None)
+        return info

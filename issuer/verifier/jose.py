@@ -26,6 +26,10 @@ from issuer.core.errors import InvalidSoftwareStatement
 DEFAULT_ALGORITHMS = ("ES256", "ES384", "PS256", "RS256", "Ed25519", "EdDSA")
 MAX_TOKEN_BYTES = 64 * 1024
 DEFAULT_LEEWAY = 60
+#: Deepest JSON nesting a header or payload may have. Client metadata nests three levels
+#: (``jwks.keys[].x``); anything far deeper is hostile and would exhaust the recursion of
+#: every JSON consumer downstream (the AS's audit log, Authlib, a database driver).
+MAX_JSON_DEPTH = 16
 #: Header members that would let a token name its own verification key (RFC 8725 s3.10).
 KEY_CARRYING_HEADERS = ("jwk", "jku", "x5u", "x5c")
 #: Key type (and curve) each algorithm needs (RFC 7518 section 3, RFC 8037 section 3.1).
@@ -54,11 +58,45 @@ def _segments(token: object) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+def _no_constant(name: str) -> Any:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259 section 6); Python accepts them.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests arrays and objects (iteratively: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def strict_json(data: bytes | str, what: str) -> Any:
+    """JSON as RFC 8259 defines it, nested at most MAX_JSON_DEPTH deep, or a clean refusal:
+    NaN and Infinity are refused, and a document nested thousands deep is refused before
+    anything recurses over it."""
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise invalid(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):
+        raise invalid(f"{what} is not JSON (RFC 8259)") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise invalid(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment))
-    except (ValueError, UnicodeDecodeError):
+        data = b64url_decode(segment)
+    except ValueError:
         raise invalid(f"{what} is not base64url-encoded JSON") from None
+    value = strict_json(data, what)
     if not isinstance(value, dict):
         raise invalid(f"{what} is not a JSON object")
     return value

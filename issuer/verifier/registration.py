@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from issuer.core import metadata
 from issuer.core.clock import Clock, SystemClock
@@ -21,10 +22,10 @@ from issuer.core.encoding import jwk_thumbprint
 from issuer.core.errors import (
     InvalidClientMetadata,
     InvalidRedirectURI,
-    InvalidRequest,
     InvalidSoftwareStatement,
     IssuerError,
 )
+from issuer.verifier.jose import MAX_JSON_DEPTH, json_depth
 from issuer.verifier.statement import VerifiedStatement
 from issuer.verifier.trust import StatementVerifier
 
@@ -106,6 +107,31 @@ def _scope_tokens(value: Any) -> list[str]:
     return value.split(" ") if isinstance(value, str) and value else []
 
 
+def _without_claims_of(request: Mapping[str, Any], stated: Mapping[str, Any]) -> dict[str, Any]:
+    """The request without every claim the statement sets, language-tagged variants included
+    (RFC 7591 sections 2.2 and 3.1.1: the statement's ``client_name`` wins over a requested
+    ``client_name#de`` too)."""
+    bases = {metadata.base_claim(name) for name in stated}
+    return {k: v for k, v in request.items() if metadata.base_claim(k) not in bases}
+
+
+def redirect_matches(requested: Any, allowed: Any) -> bool:
+    """Exact match, except that a loopback IP redirect matches on any port (RFC 8252 section
+    7.3: a native app's port is chosen at run time)."""
+    if not isinstance(requested, str) or not isinstance(allowed, str):
+        return False
+    if requested == allowed:
+        return True
+    a, b = urlsplit(requested), urlsplit(allowed)
+    try:
+        a.port, b.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        return False
+    return a.scheme == b.scheme == "http" and metadata.is_loopback_ip(a.hostname or "") and \
+        a.hostname == b.hostname and \
+        (a.path, a.query, a.fragment) == (b.path, b.query, b.fragment)
+
+
 @dataclass
 class Registrar:
     """Registration requests in, metadata to register out (or a coded error)."""
@@ -128,6 +154,13 @@ class Registrar:
             audit.update(decision="rejected", error=exc.error, error_description=exc.description)
             self._record(audit)
             raise
+        except Exception as exc:
+            # A bug met by hostile input is still a decision: recorded, and refused (never a
+            # registration), before the server's own error handling sees it.
+            audit.update(decision="rejected", error="server_error",
+                         error_description=f"{type(exc).__name__} while registering")
+            self._record(audit)
+            raise
         audit["decision"] = "accepted"
         registration.audit = audit
         self._record(audit)
@@ -139,55 +172,85 @@ class Registrar:
 
     def _register(self, request_json: Any, audit: dict[str, Any]) -> Registration:
         if not isinstance(request_json, Mapping):
-            raise InvalidRequest("the registration request must be a JSON object")
+            raise InvalidClientMetadata("the registration request must be a JSON object "
+                                        "(RFC 7591 section 3.1)")
+        if json_depth(request_json) > MAX_JSON_DEPTH:
+            raise InvalidClientMetadata(f"the registration request is nested deeper than "
+                                        f"{MAX_JSON_DEPTH} levels")
         request = dict(request_json)
         token = request.pop("software_statement", None)
-        audit["requested_scope"] = request.get("scope")
+        audit["requested_scope"] = request.get("scope") if isinstance(request.get("scope"),
+                                                                      str) else None
         if token is None:
             if self.policy.require_statement:
                 raise InvalidSoftwareStatement("a software statement is required to register "
                                                "here (RFC 7591 section 2.3)")
             return Registration(self._checked(request, audit), None)
-        statement = self.verifier.verify(token)
+        # Status last: nothing is fetched for a statement the cheap checks refuse.
+        statement = self.verifier.verify(token, status=False)
         self._describe(statement, audit)
         stated = {k: v for k, v in statement.claims.items() if k not in STATEMENT_ONLY}
         self._apply_policies(request, stated, statement)
-        merged = {**request, **stated}  # RFC 7591 section 3.1.1: the statement wins
-        if self.policy.scope_subset and "scope" in request and "scope" in stated:
+        merged = {**_without_claims_of(request, stated), **stated}
+        if self.policy.scope_subset and "scope" in request:
             merged["scope"] = request["scope"]  # the narrower request is what is granted
-        return Registration(self._checked(merged, audit), statement)
+        checked = self._checked(merged, audit)
+        self._use_once(statement)
+        self.verifier.check_status(statement)
+        # RFC 7591 section 3.2.1: the response carries the statement, unmodified.
+        return Registration({**checked, "software_statement": token}, statement)
 
     def _apply_policies(self, request: dict[str, Any], stated: dict[str, Any],
                         statement: VerifiedStatement) -> None:
+        """The server's policies; each refuses when the statement lacks what it compares
+        against (fail closed), rather than letting the request decide."""
         policy = self.policy
-        if policy.redirect_uris_subset and isinstance(request.get("redirect_uris"), list) \
-                and isinstance(stated.get("redirect_uris"), list):
-            extra = [u for u in request["redirect_uris"] if u not in stated["redirect_uris"]]
+        if policy.redirect_uris_subset and "redirect_uris" in request:
+            allowed = stated.get("redirect_uris")
+            if not isinstance(allowed, list):
+                raise InvalidRedirectURI("the software statement names no redirect_uris, so "
+                                         "requested redirect URIs can't be allowed")
+            requested = request["redirect_uris"]
+            if not isinstance(requested, list):
+                raise InvalidRedirectURI("redirect_uris must be an array of strings")
+            extra = [u for u in requested if not any(redirect_matches(u, a) for a in allowed)]
             if extra:
                 raise InvalidRedirectURI(f"redirect URI(s) {extra} are not in the software "
                                          "statement")
-        if policy.scope_subset and "scope" in request and "scope" in stated:
+        if policy.scope_subset and "scope" in request:
+            if not isinstance(stated.get("scope"), str):
+                raise InvalidClientMetadata("the software statement names no scope, so a "
+                                            "requested scope can't be allowed")
             wider = set(_scope_tokens(request["scope"])) - set(_scope_tokens(stated["scope"]))
-            if wider:
+            if wider or not isinstance(request["scope"], str):
                 raise InvalidClientMetadata(f"scope {sorted(wider)} is not in the software "
                                             "statement")
         if policy.jwks_uri_must_match and "jwks_uri" in request and \
                 request["jwks_uri"] != stated.get("jwks_uri"):
-            raise InvalidClientMetadata("jwks_uri differs from the software statement's")
+            raise InvalidClientMetadata("jwks_uri differs from the software statement's"
+                                        if "jwks_uri" in stated else
+                                        "the software statement names no jwks_uri, so a "
+                                        "requested jwks_uri can't be allowed")
         if policy.max_iat_age is not None:
             age = (self.clock or self.verifier.clock).now() - float(statement.claims["iat"])
             if age > policy.max_iat_age + self.verifier.leeway:
                 raise InvalidSoftwareStatement(f"software statement issued {int(age)}s ago; "
                                                f"this server accepts {policy.max_iat_age}s")
-        if policy.replay_cache is not None:
-            jti = statement.claims.get("jti")
-            if not isinstance(jti, str):
-                raise InvalidSoftwareStatement("software statement has no jti, so it can't be "
-                                               "used once")
-            exp = int(statement.claims.get("exp", time.time() + 86400))
-            if not policy.replay_cache.first_use(statement.issuer, jti, exp):
-                raise InvalidSoftwareStatement(f"software statement {jti} was already used to "
-                                               "register a client")
+
+    def _use_once(self, statement: VerifiedStatement) -> None:
+        """One-time use, the last check before status: a statement refused for anything else
+        is not used up."""
+        cache = self.policy.replay_cache
+        if cache is None:
+            return
+        jti = statement.claims.get("jti")
+        if not isinstance(jti, str):
+            raise InvalidSoftwareStatement("software statement has no jti, so it can't be "
+                                           "used once")
+        exp = int(statement.claims.get("exp", time.time() + 86400))
+        if not cache.first_use(statement.issuer, jti, exp):
+            raise InvalidSoftwareStatement(f"software statement {jti} was already used to "
+                                           "register a client")
 
     def _checked(self, merged: dict[str, Any], audit: dict[str, Any]) -> dict[str, Any]:
         """The merged metadata must still follow RFC 7591 section 2."""

@@ -15,8 +15,11 @@ What it guarantees (docs/verifying.md):
 - keys come only from the trusted issuer's configured JWKS (inline or ``jwks_uri``), never from
   the statement or its header (``jwk``, ``jku``, ``x5u``, ``x5c`` are refused);
 - the algorithm allow-list is the issuer's, never the token's; ``none`` and HMAC never verify;
-- signature, ``iss``, ``exp``, ``iat``, ``nbf``, an optional maximum age, the RFC 7591 metadata
-  rules and, when the statement carries one, its Token Status List entry;
+- only statements verify: the issuer's status list tokens, historical-keys document or any other
+  JWT kind are refused by ``typ`` and by their claims (RFC 8725 sections 3.11-3.12);
+- signature, ``iss``, ``aud`` (against ``audience``), ``exp``, ``iat``, ``nbf``, an optional
+  maximum age, the RFC 7591 metadata rules and, last, when the statement carries one, its Token
+  Status List entry (on the issuer's origin only);
 - a statement signed by a revoked key says so (from the issuer's historical keys), instead of
   only "unknown key".
 """
@@ -39,8 +42,8 @@ from issuer.verifier.jose import (
     invalid,
     parse_compact,
 )
-from issuer.verifier.remote import HistoricalKeysClient, RemoteJwks, StatusListClient
-from issuer.verifier.statement import VerifiedStatement, verify
+from issuer.verifier.remote import HistoricalKeysClient, RemoteJwks, StatusListClient, rebase
+from issuer.verifier.statement import VerifiedStatement, check_kind, check_status, verify
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,15 @@ class TrustedIssuer:
     check_status: bool = True
     #: Where the issuer's signed historical keys are; default ``<issuer>/.well-known/...``.
     historical_keys_uri: str | None = None
+    #: Fetch what lives on the issuer's origin (its JWKS, historical keys and status lists)
+    #: from this base URL instead: a staging copy of the issuer that signs with the same
+    #: ``iss`` but is served elsewhere (``https://staging.internal:8443``).
+    base_url: str | None = None
 
     def __post_init__(self) -> None:
         if (self.jwks_uri is None) == (self.jwks is None):
             raise ValueError(f"trusted issuer {self.issuer}: give exactly one of jwks_uri, jwks")
-        for uri in (self.jwks_uri, self.historical_keys_uri):
+        for uri in (self.jwks_uri, self.historical_keys_uri, self.base_url):
             if uri is not None and not _fetchable(uri):
                 raise ValueError(f"{uri}: JWKS URLs must use https (http only on localhost)")
         unknown = set(self.algorithms) - set(DEFAULT_ALGORITHMS)
@@ -96,6 +103,9 @@ class StatementVerifier:
     #: How long the last good JWKS keeps serving while the issuer is unreachable (seconds).
     max_stale: float = 86400.0
     status: StatusListClient | None = None
+    #: This server's own identifier: statements with ``aud`` verify only when it is among
+    #: their audiences (RFC 7519 section 4.1.3). Usually the AS's issuer identifier.
+    audience: str | None = None
 
     def __post_init__(self) -> None:
         self._issuers: dict[str, _Issuer] = {}
@@ -103,12 +113,13 @@ class StatementVerifier:
             remote = None
             historical = None
             if trusted.jwks_uri is not None:
-                remote = RemoteJwks(trusted.jwks_uri, clock=self.clock,
+                remote = RemoteJwks(rebase(trusted.jwks_uri, trusted.issuer, trusted.base_url),
+                                    clock=self.clock,
                                     min_refresh_interval=self.min_refresh_interval,
                                     max_stale=self.max_stale)
-                historical = HistoricalKeysClient(
+                historical = HistoricalKeysClient(rebase(
                     trusted.historical_keys_uri or f"{trusted.issuer}/.well-known/historical-keys",
-                    clock=self.clock)
+                    trusted.issuer, trusted.base_url), clock=self.clock)
             self._issuers[trusted.issuer] = _Issuer(trusted, remote, historical)
         if self.status is None:
             self.status = StatusListClient(clock=self.clock, leeway=self.leeway)
@@ -116,13 +127,19 @@ class StatementVerifier:
     def issuer(self, name: str) -> _Issuer:
         return self._issuers[name]
 
-    def verify(self, token: str) -> VerifiedStatement:
-        """Verify ``token``; raise InvalidSoftwareStatement or UnapprovedSoftwareStatement."""
+    def verify(self, token: str, *, status: bool = True) -> VerifiedStatement:
+        """Verify ``token``; raise InvalidSoftwareStatement or UnapprovedSoftwareStatement.
+
+        With ``status=False`` the Token Status List is left for :meth:`check_status`, so that
+        a caller with cheap checks of its own (one-time use) runs them before any status
+        fetch (draft-ietf-oauth-status-list section 8: no status processing for an invalid
+        token)."""
         if not isinstance(token, str):
             raise invalid("not a string")
         if len(token) > self.max_token_bytes:
             raise invalid(f"longer than {self.max_token_bytes} bytes")
         parsed = parse_compact(token)  # shape and key-carrying headers: refused before any fetch
+        check_kind(parsed)  # another kind of token: refused before any fetch
         header = parsed.header
         claimed = parsed.unverified_claims().get("iss")
         entry = self._issuers.get(claimed) if isinstance(claimed, str) else None
@@ -140,8 +157,7 @@ class StatementVerifier:
         try:
             result = verify(parsed, jwks=jwks, issuer=trusted.issuer,
                             algorithms=trusted.algorithms, clock=self.clock, leeway=self.leeway,
-                            status=self.status if trusted.check_status else None,
-                            require_exp=trusted.require_exp)
+                            require_exp=trusted.require_exp, audience=self.audience)
         except InvalidSoftwareStatement as exc:
             if kid is not None and entry.historical is not None and "unknown key" in exc.description:
                 raise self._explain(entry, kid, jwks) from None
@@ -151,7 +167,20 @@ class StatementVerifier:
             if age > trusted.max_age + self.leeway:
                 raise invalid(f"issued {int(age)}s ago; this server accepts statements of "
                               f"{trusted.issuer} up to {trusted.max_age}s old")
+        if status:
+            self.check_status(result)
         return result
+
+    def check_status(self, statement: VerifiedStatement) -> None:
+        """Refuse ``statement`` if its issuer revoked or suspended it (when its trusted
+        issuer checks status); call only on a statement :meth:`verify` accepted."""
+        entry = self._issuers[statement.issuer]
+        if not entry.config.check_status or self.status is None:
+            return
+        jwks = entry.config.jwks if entry.jwks is None else entry.jwks.get(statement.kid)
+        assert jwks is not None
+        check_status(statement.claims, self.status, jwks=jwks, issuer=entry.config.issuer,
+                     base_url=entry.config.base_url)
 
     def _explain(self, entry: _Issuer, kid: str, jwks: dict[str, Any]) -> InvalidSoftwareStatement:
         assert entry.historical is not None

@@ -249,3 +249,16 @@ def test_bad_batch_files_mint_nothing(cli: Cli, tmp_path: Path, content: str, te
     assert_one_line_error(result, result.exit_code, text)
     assert result.stdout == ""
     assert json.loads(cli("audit", "list", "--json").stdout) == []
+
+
+def test_rules_across_claims_rerun_on_mint_time_values(auth: Authority, home: Path) -> None:
+    """A value allowed alone can break a rule with the template's other claims."""
+    (home / "templates" / "runner.toml").write_text(
+        'extends = "workflow-runner"\n'
+        'overridable = ["software_version", "token_endpoint_auth_method"]\n')
+    before = auth.audit.count_statements()
+    with pytest.raises(InvalidClientMetadata, match="client_credentials needs an authenticated"):
+        mint(auth, "runner", software_version="1", token_endpoint_auth_method="none")
+    assert auth.audit.count_statements() == before
+    assert mint(auth, "runner", software_version="1",
+                token_endpoint_auth_method="private_key_jwt")

@@ -130,7 +130,7 @@ RULES = [
     ("client_credentials with the default response type",
      without("response_types", "redirect_uris", grant_types=["client_credentials"]),
      "claim 'grant_types'", "defaults to [\"code\"]"),
-    ("unknown response type", without(response_types=["code", "magic"]),
+    ("malformed response type", without(response_types=["code", "co-de!"]),
      "claim 'response_types'", "not a response type"),
     ("unknown grant type", without(grant_types=["authorization_code", "magic"]),
      "claim 'grant_types'", "not a known grant type"),
@@ -150,7 +150,26 @@ RULES = [
     ("custom scheme without a domain", without(redirect_uris=["myapp:/cb"]),
      "claim 'redirect_uris'", "RFC 8252 section 7.1"),
     ("javascript redirect", without(redirect_uris=["javascript:alert(1)"]),
-     "claim 'redirect_uris'", "RFC 8252 section 7.1"),
+     "claim 'redirect_uris'", "RFC 9700 section 4.1"),
+    *[(f"{scheme} redirect", without(redirect_uris=[uri]), "claim 'redirect_uris'",
+       "RFC 9700 section 4.1") for scheme, uri in (
+        ("data", "data:text/html,<script>x</script>"), ("vbscript", "VBScript:msgbox"),
+        ("file", "file:///etc/passwd"))],
+    ("password grant", without(grant_types=["authorization_code", "password"]),
+     "claim 'grant_types'", "RFC 9700 section 2.4"),
+    ("authorization code without redirect URIs", without("redirect_uris"),
+     "claim 'redirect_uris'", "needs registered redirect_uris"),
+    ("implicit without redirect URIs", without("redirect_uris", grant_types=["implicit"],
+                                               response_types=["token"]),
+     "claim 'redirect_uris'", "needs registered redirect_uris"),
+    ("private-use scheme with an authority",
+     without(redirect_uris=["com.example.app://host/cb"], application_type="native"),
+     "claim 'redirect_uris'", "single slash"),
+    ("private-use scheme for a web client", without(redirect_uris=["com.example.app:/cb"]),
+     "claim 'redirect_uris'", "only a native app"),
+    ("localhost is answered", without(redirect_uris=["http://localhost/cb"],
+                                      application_type="native"),
+     "claim 'redirect_uris'", "can resolve off the loopback interface"),
     ("redirect with a space", without(redirect_uris=["https://app.example.com/c b"]),
      "claim 'redirect_uris'", "whitespace"),
     # reserved claims and secrets
@@ -201,6 +220,13 @@ def test_extension_claims_and_language_tags_are_carried(tmp_path: Path) -> None:
         (without(grant_types=["authorization_code", "implicit"], response_types=["code", "token"]),
          "grant_types", "implicit grant"),
         (without(redirect_uris=["http://127.0.0.1/cb"]), "redirect_uris", "outside a native-app"),
+        (without(response_types=["code", "code magic"]), "response_types",
+         "extension response type"),
+        (without(redirect_uri=["https://app.example.com/cb"]), "redirect_uri",
+         "did you mean 'redirect_uris'"),
+        (without(grant_type=["authorization_code"]), "grant_type", "did you mean 'grant_types'"),
+        (without(clinet_name="x"), "clinet_name", "did you mean 'client_name'"),
+        (without(**{"client_nmae#de": "x"}), "client_nmae#de", "did you mean 'client_name'"),
     ],
 )
 def test_risky_choices_warn_and_fail_under_strict(tmp_path: Path, cli: Cli, claims: dict[str, Any],
@@ -213,6 +239,14 @@ def test_risky_choices_warn_and_fail_under_strict(tmp_path: Path, cli: Cli, clai
     assert ok.exit_code == 0 and "warning:" in ok.stdout and text in ok.stdout
     strict = cli("templates", "validate", "risky", "--strict")
     assert strict.exit_code == 1 and "FAIL  risky" in strict.stdout and text in strict.stdout
+
+
+def test_a_non_loopback_http_redirect_is_not_called_loopback(tmp_path: Path) -> None:
+    message = refused(tmp_path, without(redirect_uris=["http://app.example.com/cb"]))
+    assert "non-loopback" in message and "is a loopback" not in message
+    from issuer.core import metadata
+    findings = metadata.check_claims(without(redirect_uris=["http://app.example.com/cb"]))
+    assert not any("is a loopback" in f.message for f in findings)
 
 
 def test_native_template_loopback_has_no_warning(tmp_path: Path) -> None:

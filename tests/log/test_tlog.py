@@ -16,10 +16,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from issuer.core.authority import Authority, init_issuer
+from issuer.core.authority import Authority
 from issuer.core.clock import FixedClock
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import IssuerError
+from issuer.core.errors import IssuerError, UnusableDatabase
 from issuer.core.statements import MintRequest
 from issuer.log import merkle
 from issuer.log.note import NoteVerifier, open_note, parse_checkpoint
@@ -350,3 +350,23 @@ def test_entry_strings_match_the_json_encoder(value: str) -> None:
     from issuer.log.tlog import _string
 
     assert _string(value) == json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def test_a_stored_checkpoint_with_a_bad_signature_is_refused(auth: Authority, home: Path) -> None:
+    """The log opens its own stored checkpoints with the log key, not on trust."""
+    mint_some(auth, 2)
+    auth.close()
+    conn = db(home)
+    size, note = conn.execute("SELECT tree_size, note FROM log_checkpoints ORDER BY tree_size "
+                              "DESC LIMIT 1").fetchone()
+    lines = note.split("\n")
+    lines[2] = base64.b64encode(b"\x00" * 32).decode()  # another root, the old signature
+    conn.execute("UPDATE log_checkpoints SET note = ? WHERE tree_size = ?",
+                 ("\n".join(lines), size))
+    conn.commit()
+    conn.close()
+    reopened = reopen(home)
+    # Refused as the database opens: its newest checkpoint is not the log key's signature.
+    with pytest.raises(UnusableDatabase, match="does not verify with the log key"):
+        reopened.log.latest()
+    reopened.close()

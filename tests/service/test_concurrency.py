@@ -175,3 +175,52 @@ def test_scale_small(home: Path) -> None:
     assert verify_log(auth.log).entries == auth.audit.next_index()
     assert verified_statements(auth) == 2120
     auth.close()
+
+
+def test_a_group_wakes_the_event_loop_once(auth: Authority) -> None:
+    """Async requests committed in one group are handed back with one wake-up of their event
+    loop, each with its own outcome (a failing member fails alone)."""
+    import asyncio
+
+    batcher = MintBatcher(auth)
+    wakeups = submitted = 0
+    real_submit = batcher.submit
+
+    def submit(*args: object) -> None:
+        nonlocal submitted
+        real_submit(*args)  # type: ignore[arg-type]
+        submitted += 1
+
+    batcher.submit = submit  # type: ignore[method-assign]
+
+    async def main() -> list[object]:
+        nonlocal wakeups
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal wakeups
+            wakeups += 1
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        requests = [MintRequest("desktop-agent", {"software_version": str(n)}) if n != 5
+                    else MintRequest("no-such-template", {}) for n in range(20)]
+        # The writer takes what has arrived and waits for the database; the rest queue behind
+        # it: two groups at most.
+        with auth.audit.lock:
+            tasks = [asyncio.ensure_future(batcher.mint_async(r, principal=f"c{n}",
+                                                             channel="http"))
+                     for n, r in enumerate(requests)]
+            deadline = time.monotonic() + 30
+            while submitted < 20:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(main())
+    batcher.stop()
+    assert isinstance(results[5], NotFound)
+    good = [r for n, r in enumerate(results) if n != 5]
+    assert len({r.jti for r in good}) == 19  # type: ignore[attr-defined]
+    assert batcher.batches <= 2 and wakeups <= batcher.batches

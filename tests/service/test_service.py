@@ -338,7 +338,8 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
         ("/v1/log/checkpoint", "get"), ("/v1/log/key", "get"), ("/v1/log/proof/inclusion", "get"),
         ("/v1/log/proof/consistency", "get"), ("/v1/log/entries", "get"),
         ("/v1/statements/{jti}/revoke", "post"), ("/v1/status-lists/{list_id}", "get"),
-        ("/v1/status", "post"), ("/v1/oidc/token", "post"), ("/clients/{name}", "get")}
+        ("/v1/status", "post"), ("/v1/oidc/token", "post"), ("/clients/{name}", "get"),
+        ("/metrics", "get")}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     mint = spec["paths"]["/v1/statements"]["post"]
     assert mint["security"] == [{"HTTPBearer": []}]

@@ -175,10 +175,10 @@ def test_status_list_endpoint(auth: Authority) -> None:
     lst = statuslist.StatusList.from_json(payload["status_list"])
     assert lst.get(ref["idx"]) == statuslist.SUSPENDED and lst.size == 131072
     assert client.get(path, headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    # The unsigned form left the draft in -06: asking for it still gets the signed token.
     unsigned = client.get(path, headers={"Accept": "application/statuslist+json"})
-    assert unsigned.headers["content-type"] == "application/statuslist+json"
-    assert unsigned.json()["status_list"] == payload["status_list"]
-    assert unsigned.headers["etag"] != r.headers["etag"]
+    assert unsigned.headers["content-type"] == "application/statuslist+jwt"
+    assert unsigned.text == r.text
     assert client.get("/v1/status-lists/nope").status_code == 404
 
 
@@ -262,3 +262,17 @@ def test_revoke_cli(cli: Cli) -> None:
     assert_one_line_error(cli("revoke", out["jti"], "--reason", "x", "--suspend"), 1, "final")
     assert_one_line_error(cli("revoke", out["jti"]), 2, "Missing option '--reason'")
     assert_one_line_error(cli("revoke", out["jti"], "--reason", "  "), 2, "reason is required")
+
+
+def test_status_query_names_a_revoked_signing_key(home: Path) -> None:
+    """A statement whose own entry is VALID is still "revoked" when its key was."""
+    clock = FixedClock(START)
+    auth = Authority.from_config(home / "issuer.toml", env={}, clock=clock)
+    client = TestClient(create_app(auth, jwks_recheck=0))
+    jti, token = mint(auth)
+    kid = auth.keystore.active().kid
+    auth.keys.revoke(kid, "compromised", actor="sec", channel="cli", force=True)
+    answer = client.post("/v1/status", json={"software_statement": token}).json()
+    assert answer["status"] == "revoked" and answer["jti"] == jti
+    assert answer["reason"] == "signing key revoked (compromised)"
+    auth.close()

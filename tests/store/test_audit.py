@@ -7,11 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from issuer.core.authority import Authority
 from issuer.core.clock import FixedClock
-from issuer.core.errors import NotFound, UnusableDatabase
+from issuer.core.encoding import canonical_json
+from issuer.core.errors import AuditUnavailable, NotFound, UnusableDatabase
 from issuer.core.statements import MintRequest
+from issuer.store.audit import StatementRecord
 from tests.conftest import START, Cli, assert_one_line_error
 
 
@@ -143,3 +147,30 @@ def test_template_history_cli(cli: Cli, home: Path) -> None:
     assert "claims.scope: 'openid profile files.read' -> 'openid profile files.read files.write'" in text
     events = json.loads(cli("templates", "history", "desktop-agent", "--json").stdout)
     assert events[1]["data"]["changes"][0]["path"] == "claims.scope"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(claims=st.dictionaries(st.text(), _json_values, max_size=6),
+       nested=st.dictionaries(st.sampled_from(["digest", "claims", "alg", "x"]) | st.text(),
+                              _json_values, max_size=4),
+       publisher=st.booleans(), strings=st.lists(st.text(), min_size=8, max_size=8))
+def test_spliced_entry_is_the_canonical_encoding(claims: dict[str, object],
+                                                 nested: dict[str, object], publisher: bool,
+                                                 strings: list[str]) -> None:
+    """Minting encodes the claims once and splices them into the log entry: the entry must be
+    byte for byte the canonical encoding of the whole record, whatever the values hold
+    (quotes, commas, member names like "digest" in nested objects, non-ASCII)."""
+    jti, digest, alg, channel, principal, template, kid, version = strings
+    record = StatementRecord(
+        jti=jti, digest=digest, iss="https://i.example", kid=kid, alg=alg, template=template,
+        template_digest=digest, software_id=None, software_version=version, claims=claims,
+        mint_values=nested, iat=1, exp=2, principal=principal, channel=channel,
+        software_statement="a.b.c", publisher="gh" if publisher else None,
+        ci_claims=nested if publisher else None, claims_json=canonical_json(claims))
+    assert record.event_text().encode("utf-8") == canonical_json(record.event_data())

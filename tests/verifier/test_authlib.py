@@ -167,3 +167,135 @@ def test_revoked_statements_are_refused(world: World) -> None:
     assert r.status_code == 200
     assert_refused(world.register(token), "invalid_software_statement", "revoked by its issuer")
     assert world.register(world.mint("2.0")).status_code == 201
+
+
+# --- the example served over HTTP (its documented run command, a real uvicorn) ----------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "authlib_server.py"
+
+
+def start_example(env: dict[str, str], *args: str) -> tuple[str, subprocess.Popen[str]]:
+    """``python examples/authlib_server.py <args> --port <port>``, as documented."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(EXAMPLE), *args, "--port", str(port)],
+                               env=env, text=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
+                return url, process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the example server did not start")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def served_as(world: World) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    url, process = start_example(world.env, "--issuer", world.url)
+    yield url, process
+    process.kill()
+    process.wait(timeout=10)
+
+
+def decisions_of(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    process.kill()
+    assert process.stderr is not None
+    return [json.loads(line) for line in process.stderr.read().splitlines()
+            if line.startswith("{")]
+
+
+def test_served_example_registers_as_rfc_7591_says(world: World,
+                                                   served_as: tuple[str, Any]) -> None:
+    url, _ = served_as
+    token = world.mint()
+    r = httpx.post(f"{url}/register", json={
+        "software_statement": token, "client_name#de": "Böse GmbH", "client_name#fr": "Mal",
+        "client_name": "Evil Corp", "token_endpoint_auth_method": "client_secret_basic"})
+    assert r.status_code == 201, r.text
+    client = r.json()
+    assert client["software_statement"] == token  # RFC 7591 section 3.2.1
+    assert client["client_name#de"] == "Example Kalender-Connector"  # the statement's
+    assert "client_name#fr" not in client  # a variant of a claim the statement sets: dropped
+    assert client["dpop_bound_access_tokens"] is True
+    assert client["token_endpoint_auth_signing_alg"] == "ES256"
+    assert client["token_endpoint_auth_method"] == "private_key_jwt"
+    assert "client_secret" not in client and "client_secret_expires_at" not in client
+
+
+def test_served_example_refuses_other_kinds_and_hostile_input(
+        world: World, served_as: tuple[str, subprocess.Popen[str]]) -> None:
+    url, process = served_as
+    ref = json.loads(b64url_decode(world.mint().split(".")[1]))["status"]["status_list"]
+    status_list = httpx.get(ref["uri"]).text  # public, no authentication
+    historical = httpx.get(f"{world.url}/.well-known/historical-keys").text
+    for token, text in ((status_list, "typ 'statuslist+jwt'"),
+                        (historical, "typ 'jwk-set+jwt'")):
+        r = httpx.post(f"{url}/register", json={"software_statement": token,
+                                                "redirect_uris": ["https://evil.example/cb"]})
+        assert_refused(r, "invalid_software_statement", text)
+    deep = "[" * 20_000 + "]" * 20_000
+    nested = b64url(b'{"alg":"ES256"}') + "." + b64url(deep.encode()) + ".c2ln"
+    assert_refused(httpx.post(f"{url}/register", json={"software_statement": nested}),
+                   "invalid_software_statement", "nested deeper")
+    r = httpx.post(f"{url}/register", content='{"client_name": ' + deep + "}",
+                   headers={"Content-Type": "application/json"})
+    assert_refused(r, "invalid_client_metadata", "not JSON")
+    r = httpx.post(f"{url}/register", content='{"client_name": ' + "[" * 40 + "]" * 40 + "}",
+                   headers={"Content-Type": "application/json"})
+    assert_refused(r, "invalid_client_metadata", "nested deeper")
+    recorded = decisions_of(process)
+    assert [d["decision"] for d in recorded] == ["rejected"] * 4
+    assert [d["error"] for d in recorded] == ["invalid_software_statement"] * 3 + [
+        "invalid_client_metadata"]
+
+
+def test_the_example_verifies_a_staging_copy_of_an_issuer(tmp_path: Path) -> None:
+    """The staging issuer signs as production (its iss, its status list URIs) but is served on
+    127.0.0.1: the AS maps the base URL for keys and status lists, nothing else."""
+    production = "https://connectors.example.com"
+    port = free_port()
+    staging = f"http://127.0.0.1:{port}"
+    home, env = new_home(tmp_path, production, jwks_max_age="1", rate_limit='"unlimited"')
+    issuer = start(home, env, port)
+    try:
+        def token(*args: str) -> str:
+            out = subprocess.run([installed_issuer(), "tokens", "create", *args, "--json",
+                                  "--config", str(home / "issuer.toml")], env=env, text=True,
+                                 capture_output=True, check=True)
+            return str(json.loads(out.stdout)["token"])
+
+        minter = token("ci", "--role", "minter", "--template", "mcp-connector")
+        admin = token("ops", "--role", "admin")
+        r = httpx.post(f"{staging}/v1/statements", headers={"Authorization": f"Bearer {minter}"},
+                       json={"template": "mcp-connector",
+                             "claims": {"software_version": "1.0"}})
+        assert r.status_code == 201, r.text
+        statement = r.json()["software_statement"]
+        claims = json.loads(b64url_decode(statement.split(".")[1]))
+        assert claims["iss"] == production
+        assert claims["status"]["status_list"]["uri"].startswith(production)
+        url, example = start_example(env, "--issuer", production, "--base-url", staging)
+        try:
+            registered = httpx.post(f"{url}/register", json={"software_statement": statement})
+            assert registered.status_code == 201, registered.text
+            revoked = httpx.post(f"{staging}/v1/statements/{claims['jti']}/revoke",
+                                 json={"reason": "malicious"},
+                                 headers={"Authorization": f"Bearer {admin}"})
+            assert revoked.status_code == 200, revoked.text
+            # A fresh AS (no cached list) learns the revocation from the staging copy.
+            example.kill()
+            example.wait(timeout=10)
+            url, example = start_example(env, "--issuer", production, "--base-url", staging)
+            assert_refused(httpx.post(f"{url}/register", json={"software_statement": statement}),
+                           "invalid_software_statement", "revoked by its issuer")
+        finally:
+            example.kill()
+            example.wait(timeout=10)
+    finally:
+        issuer.kill()
+        issuer.wait(timeout=10)

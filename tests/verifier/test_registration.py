@@ -12,7 +12,6 @@ from issuer.core.encoding import jwk_thumbprint
 from issuer.core.errors import (
     InvalidClientMetadata,
     InvalidRedirectURI,
-    InvalidRequest,
     InvalidSoftwareStatement,
     IssuerError,
 )
@@ -55,8 +54,9 @@ def test_statement_values_take_precedence(auth: Authority) -> None:
     assert md["scope"] == "calendar.read calendar.events.write"
     assert md["software_version"] == "1.4.2"
     assert md["logo_uri"] == "https://example.com/assets/logo.png"  # the statement had one too
-    for claim in ("iss", "iat", "exp", "jti", "status", "software_statement"):
+    for claim in ("iss", "iat", "exp", "jti", "status"):
         assert claim not in md
+    assert md["software_statement"] == token  # RFC 7591 section 3.2.1: echoed unmodified
     assert result.statement is not None and result.statement.issuer == ISS
 
 
@@ -138,7 +138,7 @@ def test_one_time_use(auth: Authority) -> None:
 @pytest.mark.parametrize(
     ("body", "error", "text"),
     [
-        ([], InvalidRequest, "JSON object"),
+        ([], InvalidClientMetadata, "JSON object"),
         ({"client_name": "no statement"}, InvalidSoftwareStatement, "required"),
         ({"software_statement": 5}, InvalidSoftwareStatement, "not a string"),
         ({"software_statement": "x.y.z"}, InvalidSoftwareStatement, "base64url"),

@@ -1,0 +1,1 @@
+"""The web view for auditors and operators under ``/ui/`` (docs/web.md)."""

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
+from issuer.core import checks
 from issuer.core.clock import parse_time, rfc3339
 from issuer.core.errors import IssuerError, NotFound, UsageError
 from issuer.core.files import atomic_write
-from issuer.core import checks
 from issuer.core.templates import did_you_mean
 from issuer.log.tlog import verify_inclusion_offline
 

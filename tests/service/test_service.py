@@ -470,3 +470,19 @@ def test_a_mistyped_template_gets_a_suggestion_within_the_callers_reach(api: Api
     # a minter learns no template it may not mint: mcp-connector is not ci-desktop's
     other = assert_error(api.mint("ci-desktop", "mcp-conector"), 403, "insufficient_scope")
     assert "did you mean" not in other["error_description"]
+
+
+def test_historical_keys_are_signed_once_until_the_keyring_changes(api: Api,
+                                                                   clock: FixedClock) -> None:
+    # ES256 signatures are randomised: a re-signed document never repeats byte for byte.
+    first = api.client.get("/.well-known/historical-keys")
+    assert first.status_code == 200
+    assert api.client.get("/.well-known/historical-keys").text == first.text
+    max_age = int(first.headers["cache-control"].rsplit("=", 1)[1])
+    clock.advance(max_age)  # the cached document is as old as a verifier may keep it
+    renewed = api.client.get("/.well-known/historical-keys").text
+    assert renewed != first.text
+    api.auth.keys.rotate(actor="cli-user", channel="cli", force=True)
+    rotated = api.client.get("/.well-known/historical-keys").text
+    assert rotated != renewed
+    assert api.client.get("/.well-known/historical-keys").text == rotated

@@ -641,7 +641,7 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
             raise NotFound(f"no statement with digest {digest!r}")
         proof = authority.log.inclusion(record.log_index, authority.audit.entry(record.log_index),
                                         tree_size)
-        return {**proof.as_json(), "jti": record.jti, "digest": record.digest}
+        return {**proof.as_public_json(), "jti": record.jti, "digest": record.digest}
 
     @app.get("/v1/log/proof/consistency", tags=["log"],
              summary="RFC 9162 consistency proof between two tree sizes",

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import asdict, replace
 from typing import Any, Literal
@@ -190,7 +191,7 @@ def error_response(error: IssuerError) -> JSONResponse:
     if retry is not None:
         headers["Retry-After"] = str(retry)
     body = error.as_json()
-    if error.error in SERVER_FAILURES:
+    if not error.public:
         # The issuer's own failure: its description may hold paths and library messages. They
         # go to the server log; the caller learns only what kind of failure it was.
         log.error("%s: %s", error.error, error.description)
@@ -198,10 +199,23 @@ def error_response(error: IssuerError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
+#: The first bytes of every SQLite database file (https://sqlite.org/fileformat.html 1.3).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _file_header(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(SQLITE_HEADER))
+    except OSError:
+        return b""
+
+
 #: What a caller is told of a failure on the issuer's side (details stay in the server log).
 SERVER_FAILURES = {
     "keystore_error": "no signing key can be used; nothing was issued",
     "server_error": "the issuer failed; nothing was issued",
+    "temporarily_unavailable": "the issuer's database can't be used now; nothing was issued",
 }
 
 
@@ -438,6 +452,10 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
             authority.audit.query("SELECT 1")
             if not os.access(config.database, os.W_OK):
                 raise AuditUnavailable("the database is not writable")
+            # The open connection answers from its page cache: the file itself must still be
+            # an SQLite database (overwritten or replaced under the service, mints fail).
+            if _file_header(config.database) != SQLITE_HEADER:
+                raise AuditUnavailable("the database file is not an SQLite database")
             key = authority.keystore.active()
             authority.keystore.signer().sign(b"{}")
         except IssuerError as exc:

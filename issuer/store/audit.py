@@ -30,7 +30,7 @@ from typing import Any
 import sqlite_utils
 
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import AuditUnavailable, NotFound, UnusableDatabase
+from issuer.core.errors import AuditUnavailable, DatabaseFailure, NotFound, UnusableDatabase
 from issuer.log.tlog import TransparencyLog, entry_bytes
 from issuer.store.migrations import FIRST_RELEASED_VERSION, MIGRATIONS, STATE_LOGGED_VERSION
 
@@ -243,7 +243,7 @@ class AuditStore:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+                raise DatabaseFailure(f"audit store {self.path}: {exc}") from None
             self._appended_at = None
             self._next_idx = None
             committed = False
@@ -261,7 +261,7 @@ class AuditStore:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+                    raise DatabaseFailure(f"audit store {self.path}: {exc}") from None
                 raise
             finally:
                 self._next_idx = None
@@ -404,7 +404,7 @@ class AuditStore:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+            raise DatabaseFailure(f"audit store {self.path}: {exc}") from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:

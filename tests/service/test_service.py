@@ -486,3 +486,38 @@ def test_historical_keys_are_signed_once_until_the_keyring_changes(api: Api,
     rotated = api.client.get("/.well-known/historical-keys").text
     assert rotated != renewed
     assert api.client.get("/.well-known/historical-keys").text == rotated
+
+
+def assert_no_leak(response: Any, home: Path) -> None:
+    """A failure on the issuer's side tells the caller its kind, never paths or library text."""
+    assert response.status_code == 503, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) >= {"error", "error_description"}
+    for secret in (str(home), "sqlite", "Error", "Traceback", ".pem", "issuer.db"):
+        assert secret not in response.text, (secret, response.text)
+
+
+def test_errors_on_public_routes_do_not_leak_paths_or_exception_text(api: Api, home: Path) -> None:
+    minted = api.mint().json()
+    status_uri = verify(minted["software_statement"], jwks=api.auth.jwks(),
+                        issuer="https://issuer.example.com").claims["status"]["status_list"]["uri"]
+    list_path = status_uri.removeprefix("https://issuer.example.com")
+    assert api.client.get("/healthz").status_code == 200
+    # A broken database under the running service: every page is garbage.
+    size = (home / "issuer.db").stat().st_size
+    (home / "issuer.db").write_bytes(b"\xff" * size)
+    for response in (api.client.get("/healthz"), api.mint()):
+        assert_no_leak(response, home)
+    # What a verifier fetches still answers (the service keeps what it had), and never leaks.
+    for response in (api.client.get(list_path), api.client.get("/v1/log/checkpoint")):
+        assert response.status_code in (200, 503)
+        assert str(home) not in response.text and "sqlite" not in response.text
+
+
+def test_a_broken_key_file_is_a_503_without_its_path(api: Api, home: Path) -> None:
+    active = api.auth.keystore.active()
+    for pem in (home / "keys").glob("*.pem"):
+        pem.write_text("not a key\n")
+    for response in (api.client.get("/healthz"), api.mint()):
+        assert_no_leak(response, home)
+    assert active.kid

@@ -695,7 +695,34 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
     if web is not None:
         web.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    document_errors_as_sent(app)
     return app
+
+
+def document_errors_as_sent(app: FastAPI) -> None:
+    """The OpenAPI document says what the routes send: FastAPI lists 422 for every route with
+    parameters, but a bad parameter or body is answered 400 with the JSON error object, and an
+    error is that JSON object whatever the route's own media type."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", {"description": "Malformed request or parameter"})
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = dict(error_body)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 MAX_IDEMPOTENCY_KEY = 255

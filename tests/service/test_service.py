@@ -26,12 +26,37 @@ from tests.conftest import START, Cli
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
+#: (path template, method, status) of every answer a documented route gave in this module.
+SENT: set[tuple[str, str, str]] = set()
+
+
+def recording(app: Any) -> Any:
+    """``app``, noting which route answered each request with which status (into SENT)."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        status: list[int] = []
+
+        async def noted(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await app(scope, receive, noted)
+        route = scope.get("route")
+        if scope["type"] == "http" and status and getattr(route, "include_in_schema", False) \
+                and scope["method"] in route.methods:
+            SENT.add((route.path, scope["method"].lower(), str(status[0])))
+
+    return asgi
+
+
 class Api:
     """A TestClient plus tokens of every role."""
 
     def __init__(self, auth: Authority) -> None:
         self.auth = auth
-        self.client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
+        self.app = create_app(auth, jwks_recheck=0)
+        self.client = TestClient(recording(self.app), raise_server_exceptions=False)
         self.secrets: dict[str, str] = {}
         for name, role, templates in [("ci-calendar", "minter", ["mcp-connector"]),
                                       ("ci-desktop", "minter", ["desktop-agent", "workflow-runner"]),
@@ -53,6 +78,29 @@ class Api:
 @pytest.fixture
 def api(auth: Authority) -> Iterator[Api]:
     yield Api(auth)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _every_status_sent_is_documented() -> Iterator[None]:
+    """After the module's tests: each status a route sent is in its OpenAPI responses."""
+    yield
+    from issuer.service.app import create_app as make
+    from tests.conftest import START as start  # noqa: F401 (one issuer home for the schema)
+    import tempfile
+
+    from issuer.core.authority import init_issuer
+    with tempfile.TemporaryDirectory() as directory:
+        home = Path(directory) / "issuer"
+        init_issuer(home, issuer="https://issuer.example.com", alg="ES256", actor="t", env={},
+                    clock=FixedClock(START)).close()
+        auth = Authority.from_config(home / "issuer.toml", env={}, clock=FixedClock(START))
+        try:
+            spec = TestClient(make(auth)).get("/openapi.json").json()
+        finally:
+            auth.close()
+    undocumented = sorted((path, method, status) for path, method, status in SENT
+                          if status not in spec["paths"][path][method]["responses"])
+    assert not undocumented, undocumented
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -348,6 +396,16 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
     for path, ops in spec["paths"].items():
         for op in ops.values():
             assert op.get("summary"), path
+            # Bad parameters and bodies are 400 with the JSON error object, never 422.
+            assert "422" not in op["responses"], path
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"}, (path, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, method in [("/v1/status-lists/{list_id}", "get"), ("/v1/statements/{jti}", "get"),
+                         ("/clients/{name}", "get"), ("/v1/log/proof/consistency", "get")]:
+        assert "400" in spec["paths"][path][method]["responses"], path
 
 
 # --- never a 500 -------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from issuer.core import checks
 from issuer.core.clock import parse_time, rfc3339
 from issuer.core.errors import NotFound, UsageError
 from issuer.core.files import atomic_write
-from issuer.core import checks
 from issuer.core.templates import did_you_mean
 from issuer.log.tlog import verify_inclusion_offline
 

@@ -10,7 +10,7 @@ from issuer.core.authority import local_principal
 from issuer.core.cimd import export_document
 from issuer.core.files import atomic_write
 
-from .common import authority, config_option, json_option
+from .common import authority, claim_options, config_option, json_option
 from .mint import parse_values
 
 
@@ -25,10 +25,7 @@ def cimd() -> None:
 @click.argument("template")
 @click.option("--client-id", "client_id", required=True, metavar="URL",
               help="The https URL the document will be served at; it becomes the client_id.")
-@click.option("--set", "sets", multiple=True, metavar="CLAIM=VALUE",
-              help="Set an overridable claim, as with `issuer mint`.")
-@click.option("--set-json", "set_jsons", multiple=True, metavar="CLAIM=JSON",
-              help="Set an overridable claim to a JSON value.")
+@claim_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the document to FILE instead of stdout.")
 @json_option

@@ -188,6 +188,16 @@ def config_option(f: F) -> F:
                         help="issuer.toml to use (default: $ISSUER_CONFIG, then ./issuer.toml).")(f)
 
 
+def claim_options(f: F) -> F:
+    """``--set CLAIM=VALUE`` (repeat it for an array claim) and ``--set-json CLAIM=JSON``: the
+    template's overridable claims, wherever a statement is minted (mint, cimd export)."""
+    f = click.option("--set-json", "set_jsons", multiple=True, metavar="CLAIM=JSON",
+                     help="Set an overridable claim to a JSON value.")(f)
+    return click.option("--set", "sets", multiple=True, metavar="CLAIM=VALUE",
+                        help="Set an overridable claim; repeat for an array claim like "
+                             "redirect_uris.")(f)
+
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print JSON; errors too, as {error, error_description} on stderr.")
 

@@ -19,8 +19,8 @@ from .common import (
     echo_json,
     echo_table,
     json_option,
-    terminal_prompt,
     on_interrupt,
+    terminal_prompt,
     when,
 )
 

@@ -21,7 +21,7 @@ from issuer.core.errors import UsageError
 from issuer.core.files import atomic_write
 from issuer.core.statements import MintRequest, parse_mint_request
 
-from .common import authority, config_option, json_option, warn
+from .common import authority, claim_options, config_option, json_option, warn
 from .remote import RemoteIssuer, ambient_id_token, default_idempotency_key, read_token_file
 
 
@@ -92,10 +92,7 @@ def progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
 @click.command()
 @config_option
 @click.argument("template", required=False)
-@click.option("--set", "sets", multiple=True, metavar="CLAIM=VALUE",
-              help="Set an overridable claim; repeat for an array claim like redirect_uris.")
-@click.option("--set-json", "set_jsons", multiple=True, metavar="CLAIM=JSON",
-              help="Set an overridable claim to a JSON value.")
+@claim_options
 @click.option("--batch", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Mint one statement per JSONL line {template, claims}, all or nothing.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,

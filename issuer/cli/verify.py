@@ -7,12 +7,7 @@ from pathlib import Path
 
 import click
 
-from issuer.core.errors import (
-    InvalidClientId,
-    InvalidSoftwareStatement,
-    IssuerError,
-    UsageError,
-)
+from issuer.core.errors import InvalidClientId, InvalidSoftwareStatement, IssuerError, UsageError
 from issuer.verifier.cimd import ClientIdResolver
 from issuer.verifier.jwks import load_jwks
 from issuer.verifier.trust import StatementVerifier, TrustedIssuer

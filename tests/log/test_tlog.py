@@ -16,10 +16,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from issuer.core.authority import Authority, init_issuer
+from issuer.core.authority import Authority
 from issuer.core.clock import FixedClock
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import IssuerError
+from issuer.core.errors import IssuerError, UnusableDatabase
 from issuer.core.statements import MintRequest
 from issuer.log import merkle
 from issuer.log.note import NoteVerifier, open_note, parse_checkpoint
@@ -385,6 +385,7 @@ def test_a_stored_checkpoint_with_a_bad_signature_is_refused(auth: Authority, ho
     conn.commit()
     conn.close()
     reopened = reopen(home)
-    with pytest.raises(LogVerificationError, match="does not verify with the log key"):
+    # Refused as the database opens: its newest checkpoint is not the log key's signature.
+    with pytest.raises(UnusableDatabase, match="does not verify with the log key"):
         reopened.log.latest()
     reopened.close()

@@ -688,6 +688,7 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
     os.chmod(keys, 0o700)  # a checked-out keys/ is 0755: only its owner may enter it
     if not (keys / ".gitignore").exists():
         atomic_write(keys / ".gitignore", b"# private keys never go into git\n*\n")
+    before = set(keys.iterdir())  # what a failed init must leave as it found it
     atomic_write(directory / CONFIG_FILE,
                  render_config(issuer, alg, key_backend).encode("utf-8"))
     try:
@@ -702,9 +703,11 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
     except BaseException:
         # Leave nothing half-made: a later `issuer init` must not find a broken issuer.
         authority.close()
-        for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm",
-                         "keys/keyring.json", "keys/log.pem", "keys/log.json",
-                         "keys/log-checkpoint"):
+        for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm"):
             (directory / leftover).unlink(missing_ok=True)
+        # The keyring, the log's key and checkpoint, and any private key made before the failure.
+        for made in set(keys.iterdir()) - before:
+            if made.is_file() or made.is_symlink():
+                made.unlink()
         raise
     return authority

@@ -43,12 +43,31 @@ def test_init_refuses_control_characters_in_the_issuer_url(tmp_path: Path, url: 
 
 
 def test_a_failed_init_leaves_nothing_that_blocks_a_rerun(tmp_path: Path) -> None:
-    # The key backend is checked only when the keystore opens, after the config is written.
+    # The PIN file is read only when the keystore opens, after issuer.toml is written.
     target = tmp_path / "home"
-    failed = CliRunner().invoke(issuer_cli, ["init", "--dir", str(target), "--key-backend",
-                                             "pkcs11:token=absent?module-path=/nonexistent.so&pin-source=file:/nonexistent"])
-    assert failed.exit_code != 0 and "Traceback" not in failed.stderr
+    backend = "pkcs11:token=absent?module-path=/nonexistent.so&pin-source=file:/nonexistent"
+    failed = CliRunner().invoke(issuer_cli, ["init", "--dir", str(target), "--key-backend", backend])
+    assert_one_line_error(failed, 1, "PIN file")
     assert not (target / "issuer.toml").exists() and not (target / "issuer.db").exists()
-    assert not list((target / "keys").glob("*.json")) if (target / "keys").exists() else True
+    assert not (target / "keys" / "keyring.json").exists()
+    again = CliRunner().invoke(issuer_cli, ["init", "--dir", str(target)])
+    assert again.exit_code == 0, again.stderr
+
+
+def test_an_init_failing_after_its_first_key_leaves_no_key_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from issuer.core.errors import KeystoreError
+    from issuer.keys.lifecycle import KeyLifecycle
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise KeystoreError("the next key could not be made")
+
+    target = tmp_path / "home"
+    with monkeypatch.context() as patch:
+        patch.setattr(KeyLifecycle, "ensure_next", fail)
+        failed = CliRunner().invoke(issuer_cli, ["init", "--dir", str(target)])
+    assert_one_line_error(failed, 1, "the next key could not be made")
+    assert sorted(p.name for p in (target / "keys").iterdir()) == [".gitignore"]
+    assert not (target / "issuer.toml").exists() and not (target / "issuer.db").exists()
     again = CliRunner().invoke(issuer_cli, ["init", "--dir", str(target)])
     assert again.exit_code == 0, again.stderr

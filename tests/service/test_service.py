@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from issuer.core.authority import Authority
+from issuer.core.authority import Authority, init_issuer
 from issuer.core.clock import FixedClock
 from issuer.service.app import MAX_BODY, create_app
 from issuer.verifier.statement import verify
@@ -84,18 +85,13 @@ def api(auth: Authority) -> Iterator[Api]:
 def _every_status_sent_is_documented() -> Iterator[None]:
     """After the module's tests: each status a route sent is in its OpenAPI responses."""
     yield
-    from issuer.service.app import create_app as make
-    from tests.conftest import START as start  # noqa: F401 (one issuer home for the schema)
-    import tempfile
-
-    from issuer.core.authority import init_issuer
     with tempfile.TemporaryDirectory() as directory:
         home = Path(directory) / "issuer"
         init_issuer(home, issuer="https://issuer.example.com", alg="ES256", actor="t", env={},
                     clock=FixedClock(START)).close()
         auth = Authority.from_config(home / "issuer.toml", env={}, clock=FixedClock(START))
         try:
-            spec = TestClient(make(auth)).get("/openapi.json").json()
+            spec = TestClient(create_app(auth)).get("/openapi.json").json()
         finally:
             auth.close()
     undocumented = sorted((path, method, status) for path, method, status in SENT
@@ -573,9 +569,7 @@ def test_errors_on_public_routes_do_not_leak_paths_or_exception_text(api: Api, h
 
 
 def test_a_broken_key_file_is_a_503_without_its_path(api: Api, home: Path) -> None:
-    active = api.auth.keystore.active()
     for pem in (home / "keys").glob("*.pem"):
         pem.write_text("not a key\n")
     for response in (api.client.get("/healthz"), api.mint()):
         assert_no_leak(response, home)
-    assert active.kid

@@ -19,7 +19,6 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import asdict, replace
 from typing import Any, Literal
@@ -197,18 +196,6 @@ def error_response(error: IssuerError) -> JSONResponse:
         log.error("%s: %s", error.error, error.description)
         body["error_description"] = SERVER_FAILURES.get(error.error, "the issuer failed")
     return JSONResponse(body, status_code=error.status, headers=headers)
-
-
-#: The first bytes of every SQLite database file (https://sqlite.org/fileformat.html 1.3).
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def _file_header(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read(len(SQLITE_HEADER))
-    except OSError:
-        return b""
 
 
 #: What a caller is told of a failure on the issuer's side (details stay in the server log).
@@ -452,10 +439,6 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
             authority.audit.query("SELECT 1")
             if not os.access(config.database, os.W_OK):
                 raise AuditUnavailable("the database is not writable")
-            # The open connection answers from its page cache: the file itself must still be
-            # an SQLite database (overwritten or replaced under the service, mints fail).
-            if _file_header(config.database) != SQLITE_HEADER:
-                raise AuditUnavailable("the database file is not an SQLite database")
             key = authority.keystore.active()
             authority.keystore.signer().sign(b"{}")
         except IssuerError as exc:

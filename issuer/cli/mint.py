@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from issuer.core.errors import UsageError
 from issuer.core.files import atomic_write
 from issuer.core.statements import MintRequest, parse_mint_request
 
-from .common import authority, claim_options, config_option, json_option
+from .common import authority, claim_options, config_option, json_option, warn
 from .remote import RemoteIssuer, ambient_id_token, default_idempotency_key, read_token_file
 
 
@@ -81,7 +83,9 @@ def progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
     if total < 2 or not sys.stderr.isatty():
         yield None
         return
-    with click.progressbar(length=total, label="minting", file=sys.stderr) as bar:
+    # No ETA: click's estimate counts the checks before the first signature as signing time.
+    with click.progressbar(length=total, label="signing", file=sys.stderr, show_eta=False,
+                           show_pos=True) as bar:
         yield bar.update
 
 
@@ -146,10 +150,36 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
         assert template is not None
         requests = [parse_mint_request({"template": template,
                                         "claims": parse_values(sets, set_jsons)})]
-    with progress_bar(len(requests)) as progress:
-        results = authority().mint_many(requests, principal=local_principal(), channel="cli",
-                                        progress=progress, labels=labels)
-    _emit([r.as_json() for r in results], as_json, single=batch is None, out=out)
+    with contextlib.ExitStack() as after_commit:
+        pressed: list[bool] = []
+
+        def committing(count: int) -> None:
+            # From here the batch commits: Ctrl-C must not lose the output of what is recorded.
+            after_commit.enter_context(interrupt_deferred(pressed))
+            if progress is not None:
+                click.echo(f"\nrecording {count} statements in one transaction...", err=True)
+
+        with progress_bar(len(requests)) as progress:
+            results = authority().mint_many(requests, principal=local_principal(),
+                                            channel="cli", progress=progress, labels=labels,
+                                            committing=committing)
+        _emit([r.as_json() for r in results], as_json, single=batch is None, out=out)
+    if pressed:
+        warn(f"Ctrl-C came after the {len(results)} statement(s) were recorded: the output "
+             "above is complete; don't mint them again")
+
+
+@contextlib.contextmanager
+def interrupt_deferred(pressed: list[bool]) -> Iterator[None]:
+    """Ctrl-C is noted in ``pressed`` instead of stopping the command (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _emit(results: Sequence[dict[str, Any]], as_json: bool, *, single: bool,

@@ -391,17 +391,19 @@ class Authority:
 
     def mint_many(self, requests: Sequence[MintRequest], *, principal: str, channel: str,
                   progress: Progress | None = None,
-                  labels: Sequence[str] | None = None) -> list[MintResult]:
+                  labels: Sequence[str] | None = None,
+                  committing: Progress | None = None) -> list[MintResult]:
         """Mint all of ``requests`` or none: every one is checked and signed before a single
         transaction records them all. An error names its item by ``labels`` (``file:line: ``),
-        or as ``item N: ``."""
+        or as ``item N: ``. ``committing(n)`` is called when signing is done and the records
+        of ``n`` statements are about to be written: from there on the batch commits."""
         templates: dict[str, Template] = {}  # each template is read once per batch
         if labels is None:
             labels = [f"item {i + 1}: " if len(requests) > 1 else "" for i in range(len(requests))]
         with gc_paused():
             prepared = [self._prepare(req, principal, channel, templates, label)
                         for req, label in zip(requests, labels, strict=True)]
-            results = self._commit(prepared, progress)
+            results = self._commit(prepared, progress, committing)
         for result in results:
             if isinstance(result, IssuerError):
                 raise result
@@ -425,8 +427,8 @@ class Authority:
             committed = iter(self._commit(prepared) if prepared else [])
         return [outcome if outcome is not None else next(committed) for outcome in outcomes]
 
-    def _commit(self, prepared: Sequence[_Prepared],
-                progress: Progress | None = None) -> list[MintResult | IssuerError]:
+    def _commit(self, prepared: Sequence[_Prepared], progress: Progress | None = None,
+                committing: Progress | None = None) -> list[MintResult | IssuerError]:
         signer = self.keystore.signer()
         now = self.now()
         # One transaction: the status indices, the signatures that carry them, the records and
@@ -449,6 +451,8 @@ class Authority:
                 records.append(self._sign(item, signer, now, ref.claim(), index))
                 if progress:
                     progress(1)
+            if committing:
+                committing(len(records))
             committed = self.audit.record_statements(
                 records, status=[(ref.list_id, ref.idx) for ref in refs])
             for item, record in zip(fresh, committed):
@@ -685,6 +689,7 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
     os.chmod(keys, 0o700)  # a checked-out keys/ is 0755: only its owner may enter it
     if not (keys / ".gitignore").exists():
         atomic_write(keys / ".gitignore", b"# private keys never go into git\n*\n")
+    before = set(keys.iterdir())  # what a failed init must leave as it found it
     atomic_write(directory / CONFIG_FILE,
                  render_config(issuer, alg, database, key_backend).encode("utf-8"))
     try:
@@ -699,9 +704,11 @@ def init_issuer(directory: Path, *, issuer: str, alg: str, actor: str,
     except BaseException:
         # Leave nothing half-made: a later `issuer init` must not find a broken issuer.
         authority.close()
-        for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm",
-                         "keys/keyring.json", "keys/log.pem", "keys/log.json",
-                         "keys/log-checkpoint"):
+        for leftover in (CONFIG_FILE, "issuer.db", "issuer.db-wal", "issuer.db-shm"):
             (directory / leftover).unlink(missing_ok=True)
+        # The keyring, the log's key and checkpoint, and any private key made before the failure.
+        for made in set(keys.iterdir()) - before:
+            if made.is_file() or made.is_symlink():
+                made.unlink()
         raise
     return authority

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw])\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw])\s*\Z")
 
 
 class Clock(Protocol):

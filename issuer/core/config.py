@@ -27,7 +27,8 @@ ALG_ALIASES = {"EdDSA": "Ed25519"}
 NON_CONFIG_ENV = {"ISSUER_CONFIG", "ISSUER_KEY_PASSPHRASE", "ISSUER_KEY_PASSPHRASE_FILE",
                   "ISSUER_DEBUG"}
 
-_RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour)\s*\Z")
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
 
 
@@ -70,6 +71,8 @@ def validate_issuer_url(value: object) -> str:
     """The ``iss`` value: https, or http only for localhost; no query, fragment or userinfo."""
     if not isinstance(value, str) or not value:
         raise ValueError("must be a URL string")
+    if _CONTROL.search(value):
+        raise ValueError(f"{value!r} contains a control character")
     parts = urlsplit(value)
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host:
@@ -360,16 +363,22 @@ def load_config(
     )
 
 
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string: JSON's escapes are TOML's, plus DEL (TOML 1.0
+    "String"), so no value can end the string or add a key of its own."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
 def render_config(issuer: str, alg: str, database: str = "issuer.db",
                   key_backend: str = "file") -> str:
     """The issuer.toml that ``issuer init`` writes."""
     return f'''# Software statement issuer configuration (see docs/configuration.md).
-issuer = "{issuer}"   # the iss claim of every statement
+issuer = {toml_string(issuer)}   # the iss claim of every statement
 keys_dir = "keys"
 templates_dir = "templates"
-database = {json.dumps(database)}         # a SQLite file, or postgresql://user@host/db
-default_alg = "{alg}"
-key_backend = "{key_backend}"   # where private keys live (docs/keys.md)
+database = {toml_string(database)}         # a SQLite file, or postgresql://user@host/db
+default_alg = {toml_string(alg)}
+key_backend = {toml_string(key_backend)}   # where private keys live (docs/keys.md)
 max_lifetime = "400d"
 rotation_period = "90d"        # scheduled key rotation ("never" to rotate only by hand)
 key_grace_period = "1d"        # a retired key stays published this long after its last statement expires

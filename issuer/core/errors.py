@@ -15,6 +15,9 @@ class IssuerError(Exception):
     error = "server_error"
     status = 500
     exit_code = 1
+    #: The description names the issuer's own files or a library's message: the operator sees
+    #: it (stderr, the server log); an HTTP caller is told only the kind of failure.
+    internal = True
 
     def __init__(self, description: str) -> None:
         super().__init__(description)
@@ -23,6 +26,12 @@ class IssuerError(Exception):
 
     def __str__(self) -> str:
         return self.description
+
+    @property
+    def public(self) -> bool:
+        """Whether an HTTP caller may read the description: every refusal of its own request
+        (4xx), and the 5xx errors written for callers."""
+        return self.status < 500 or not self.internal
 
     def as_json(self) -> dict[str, str]:
         """The JSON error object of the HTTP API (docs/http-api.md)."""
@@ -100,6 +109,13 @@ class AuditUnavailable(IssuerError):
 
     error = "temporarily_unavailable"
     status = 503
+    internal = False
+
+
+class DatabaseFailure(AuditUnavailable):
+    """The database itself failed (its path and SQLite's message are in the description)."""
+
+    internal = True
 
 
 class UnusableDatabase(IssuerError):
@@ -193,6 +209,7 @@ class UpstreamUnavailable(IssuerError):
 
     error = "temporarily_unavailable"
     status = 503
+    internal = False
 
 
 class InvalidClientId(IssuerError):

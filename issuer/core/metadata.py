@@ -123,11 +123,11 @@ RESERVED_CLAIMS = ISSUER_SET_CLAIMS | SERVER_ISSUED_CLAIMS
 #: Human-readable fields that may carry a language tag, ``client_name#ja`` (RFC 7591 section 2.2).
 HUMAN_READABLE = frozenset({"client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri"})
 
-_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")  # BCP 47 (RFC 5646) shape
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")  # RFC 3986 section 3.1
-_PRIVATE_USE_SCHEME = re.compile(r"^[a-z][a-z0-9+-]*(\.[a-z0-9][a-z0-9+-]*)+$")  # RFC 8252 s7.1
-_RESPONSE_TYPE_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # response-name, RFC 6749 section 8.4
-_NQCHAR_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")  # RFC 6749 section 3.3
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*\Z")  # BCP 47 (RFC 5646) shape
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*\Z")  # RFC 3986 section 3.1
+_PRIVATE_USE_SCHEME = re.compile(r"^[a-z][a-z0-9+-]*(\.[a-z0-9][a-z0-9+-]*)+\Z")  # RFC 8252 s7.1
+_RESPONSE_TYPE_NAME = re.compile(r"^[A-Za-z0-9_]+\Z")  # response-name, RFC 6749 section 8.4
+_NQCHAR_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+\Z")  # RFC 6749 section 3.3
 #: Schemes a browser executes or reads locally (RFC 9700 section 4.1: open redirectors, XSS).
 _SCRIPT_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "about"})
 _PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})

@@ -52,7 +52,7 @@ LEEWAY = 30
 MIN_REFRESH = 60.0
 MAX_DISCOVERY_BYTES = 256 * 1024
 MAX_JTI = 256
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GITLAB_ISSUER = "https://gitlab.com"
@@ -61,7 +61,7 @@ GITLAB_ISSUER = "https://gitlab.com"
 def _glob(pattern: str, *, fold: bool) -> re.Pattern[str]:
     """``*`` matches any run of characters (``/`` included); everything else is literal."""
     body = ".*".join(re.escape(part) for part in pattern.split("*"))
-    return re.compile(f"^{body}$", re.IGNORECASE if fold else 0)
+    return re.compile(f"^{body}\\Z", re.IGNORECASE if fold else 0)
 
 
 def _text(value: Any) -> str | None:

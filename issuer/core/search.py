@@ -21,7 +21,7 @@ from issuer.store.audit import STATUS_FILTERS, StatementRecord
 FILTERS = ("template", "software_id", "version", "principal", "publisher", "repository", "kid",
            "since", "until", "status")
 MAX_VALUE = 256
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 DAY = 86400
 
 

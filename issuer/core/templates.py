@@ -23,7 +23,7 @@ from issuer.core.clock import format_duration, parse_duration, rfc3339
 from issuer.core.encoding import canonical_json, sha256_hex
 from issuer.core.errors import NotFound, TemplateError
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 KEYS = ("description", "extends", "lifetime", "overridable", "required", "remove_claims", "cimd",
         "claims")
 RULE = "docs/templates.md"

@@ -49,8 +49,8 @@ from issuer.store.integrity import credential_digest, logged_token
 Role = Literal["minter", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("minter", "auditor", "admin")
 PREFIX = "ssi_"
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_TOKEN = re.compile(r"^ssi_([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{43})$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+_TOKEN = re.compile(r"^ssi_([A-Za-z0-9_-]{12})\.([A-Za-z0-9_-]{43})\Z")
 _COLUMNS = ("name, role, templates, rate_limit, created_at, created_by, revoked_at, expires_at, "
             "last_used_at, rotated_at, publisher, origin, secret_hash")
 #: How stale a token's last-used time may be (seconds): at most one write a minute per token.

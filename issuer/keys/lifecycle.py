@@ -59,6 +59,8 @@ class KeyLifecycle:
         self.clock = clock
         self.sleep = sleep
         self._logged: tuple[tuple[Any, ...], dict[str, tuple[str, dict[str, Any]]]] | None = None
+        # (keyring stamp, good until, token): the signed historical keys document
+        self._historical: tuple[tuple[int, int, int], int, str] | None = None
 
     @property
     def audit(self) -> AuditStore:
@@ -407,6 +409,16 @@ class KeyLifecycle:
         return {"iss": self.config.issuer, "iat": now, "keys": keys}
 
     def historical_keys_jwt(self) -> str:
-        """The historical keys document, signed by the active key (``typ: jwk-set+jwt``)."""
+        """The historical keys document, signed by the active key (``typ: jwk-set+jwt``).
+
+        Signed once and kept while the keyring is unchanged (every key event rewrites it) and
+        no older than the cache lifetime verifiers are told (``max_age``): a public route must
+        not make the key sign on every request."""
+        now, stamp = self.now(), self.keystore.stamp()
+        cached = self._historical
+        if cached is not None and cached[0] == stamp and now < cached[1]:
+            return cached[2]
         payload = canonical_json(self.historical_keys())
-        return self.keystore.signer().sign(payload, typ=HISTORICAL_KEYS_TYPE)
+        token = self.keystore.signer().sign(payload, typ=HISTORICAL_KEYS_TYPE)
+        self._historical = (stamp, now + self.max_age(now), token)
+        return token

@@ -151,9 +151,14 @@ class InclusionProof:
     checkpoint: str  # the signed note of tree_size
 
     def as_json(self) -> dict[str, Any]:
+        """The proof with its entry, for the operator and auditors."""
+        return {**self.as_public_json(), "entry": self.entry.decode("utf-8")}
+
+    def as_public_json(self) -> dict[str, Any]:
+        """The proof without the entry: an audit entry names the minting principal and the
+        mint-time values, which only auditors see (docs/transparency-log.md)."""
         return {"log_index": self.log_index, "tree_size": self.tree_size,
                 "leaf_hash": b64(merkle.leaf_hash(self.entry)),
-                "entry": self.entry.decode("utf-8"),
                 "inclusion_proof": [b64(h) for h in self.hashes],
                 "checkpoint": self.checkpoint}
 
@@ -317,11 +322,18 @@ def verify_inclusion_offline(checkpoint: str, log_key: str, entry: bytes, log_in
 
     Needs nothing from the issuer but these values; raises LogVerificationError otherwise.
     """
+    return verify_leaf_inclusion_offline(checkpoint, log_key, merkle.leaf_hash(entry), log_index,
+                                         proof)
+
+
+def verify_leaf_inclusion_offline(checkpoint: str, log_key: str, leaf_hash: bytes,
+                                  log_index: int, proof: list[bytes]) -> Checkpoint:
+    """Prove a leaf hash (RFC 9162 section 2.1.1) is leaf ``log_index`` of a signed tree: what
+    the public inclusion proof allows, since the entry itself goes to auditors only."""
     verifier = _verifier(log_key)
     try:
         head = verify_checkpoint(checkpoint, verifier, origin=verifier.name)
-        merkle.verify_inclusion(merkle.leaf_hash(entry), log_index, head.size, proof,
-                                head.root_hash)
+        merkle.verify_inclusion(leaf_hash, log_index, head.size, proof, head.root_hash)
     except (NoteError, merkle.ProofError) as exc:
         raise LogVerificationError(f"inclusion does not verify: {exc}") from None
     return head

@@ -191,7 +191,7 @@ def error_response(error: IssuerError) -> JSONResponse:
     if retry is not None:
         headers["Retry-After"] = str(retry)
     body = error.as_json()
-    if error.error in SERVER_FAILURES:
+    if not error.public:
         # The issuer's own failure: its description may hold paths and library messages. They
         # go to the server log; the caller learns only what kind of failure it was.
         log.error("%s: %s", error.error, error.description)
@@ -203,6 +203,7 @@ def error_response(error: IssuerError) -> JSONResponse:
 SERVER_FAILURES = {
     "keystore_error": "no signing key can be used; nothing was issued",
     "server_error": "the issuer failed; nothing was issued",
+    "temporarily_unavailable": "the issuer's database can't be used now; nothing was issued",
 }
 
 
@@ -652,7 +653,7 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
             raise NotFound(f"no statement with digest {digest!r}")
         proof = authority.log.inclusion(record.log_index, authority.audit.entry(record.log_index),
                                         tree_size)
-        return {**proof.as_json(), "jti": record.jti, "digest": record.digest}
+        return {**proof.as_public_json(), "jti": record.jti, "digest": record.digest}
 
     @app.get("/v1/log/proof/consistency", tags=["log"],
              summary="RFC 9162 consistency proof between two tree sizes",
@@ -688,7 +689,34 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
     if web is not None:
         web.install(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    document_errors_as_sent(app)
     return app
+
+
+def document_errors_as_sent(app: FastAPI) -> None:
+    """The OpenAPI document says what the routes send: FastAPI lists 422 for every route with
+    parameters, but a bad parameter or body is answered 400 with the JSON error object, and an
+    error is that JSON object whatever the route's own media type."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", {"description": "Malformed request or parameter"})
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = dict(error_body)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 MAX_IDEMPOTENCY_KEY = 255

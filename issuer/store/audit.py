@@ -41,6 +41,7 @@ from issuer.core.errors import (
     AuditUnavailable,
     ConfigError,
     Conflict,
+    DatabaseFailure,
     NotFound,
     UnusableDatabase,
 )
@@ -267,7 +268,7 @@ class AuditStore:
             except BaseException as exc:
                 self.conn.rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+                    raise DatabaseFailure(f"audit store {self.path}: {exc}") from None
                 raise
             finally:
                 self._next_idx = self._start_idx = None
@@ -452,7 +453,7 @@ class AuditStore:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit store {self.path}: {exc}") from None
+            raise DatabaseFailure(f"audit store {self.path}: {exc}") from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError as SqlAlchemyError
 from sqlalchemy.pool import NullPool
 
 from issuer.core.config import is_database_url
-from issuer.core.errors import AuditUnavailable, ConfigError
+from issuer.core.errors import AuditUnavailable, ConfigError, DatabaseFailure
 
 BUSY_TIMEOUT_MS = 30_000
 #: How long opening a PostgreSQL connection may take before the request gets its 503.
@@ -130,7 +130,8 @@ class Connection:
         return self._raw
 
     def _unavailable(self, exc: BaseException) -> AuditUnavailable:
-        return AuditUnavailable(f"audit store {self.described}: {_first_line(exc)}")
+        # Its text names the database: for the server's log and the CLI, never an HTTP body.
+        return DatabaseFailure(f"audit store {self.described}: {_first_line(exc)}")
 
     @contextmanager
     def _errors(self, cursor: Any = None) -> Iterator[None]:
@@ -242,7 +243,7 @@ class Connection:
         # PostgreSQL answers COMMIT of a transaction in which a statement failed with ROLLBACK,
         # not an error: nothing of it may be reported as recorded.
         if self.postgresql and cursor.statusmessage != "COMMIT":
-            raise AuditUnavailable(f"audit store {self.described}: the transaction was rolled "
+            raise DatabaseFailure(f"audit store {self.described}: the transaction was rolled "
                                    f"back ({cursor.statusmessage})")
 
     def rollback(self) -> None:

@@ -27,6 +27,7 @@ from issuer.log.tlog import (
     LogVerificationError,
     verify_consistency_offline,
     verify_inclusion_offline,
+    verify_leaf_inclusion_offline,
     verify_log,
 )
 from issuer.service.app import create_app
@@ -276,9 +277,27 @@ def test_log_endpoints(auth: Authority) -> None:
     by_digest = client.get("/v1/log/proof/inclusion", params={"digest": record.digest}).json()
     by_jti = client.get("/v1/log/proof/inclusion", params={"jti": record.jti}).json()
     assert by_digest == by_jti and by_digest["log_index"] == record.log_index
-    verify_inclusion_offline(by_digest["checkpoint"], key, by_digest["entry"].encode(),
+    # The public sees hashes and the statement it names, never the audit entry: not who
+    # minted it ("ci") nor the mint-time values (docs/transparency-log.md, "What is public").
+    assert set(by_digest) == {"log_index", "tree_size", "leaf_hash", "inclusion_proof",
+                              "checkpoint", "jti", "digest"}
+    assert '"ci"' not in json.dumps(by_digest) and "1.1" not in json.dumps(by_digest)
+    verify_leaf_inclusion_offline(by_digest["checkpoint"], key,
+                                  base64.b64decode(by_digest["leaf_hash"]), by_digest["log_index"],
+                                  [base64.b64decode(h) for h in by_digest["inclusion_proof"]])
+    # An auditor gets the entry behind that leaf, and it names the statement.
+    [audited] = client.get("/v1/log/entries", params={"start": record.log_index,
+                                                      "end": record.log_index + 1},
+                           headers={"Authorization": f"Bearer {secret}"}).json()["entries"]
+    assert audited["leaf_hash"] == by_digest["leaf_hash"]
+    assert json.loads(audited["entry"])["data"]["digest"] == record.digest
+    verify_inclusion_offline(by_digest["checkpoint"], key, audited["entry"].encode(),
                              by_digest["log_index"],
                              [base64.b64decode(h) for h in by_digest["inclusion_proof"]])
+    with pytest.raises(LogVerificationError):
+        verify_leaf_inclusion_offline(by_digest["checkpoint"], key, b"\0" * 32,
+                                      by_digest["log_index"],
+                                      [base64.b64decode(h) for h in by_digest["inclusion_proof"]])
     first = auth.audit.conn.execute("SELECT MIN(tree_size) FROM log_checkpoints").fetchone()[0]
     consistency = client.get("/v1/log/proof/consistency",
                              params={"first": first, "second": head.size}).json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from issuer.core.authority import Authority
+from issuer.core.authority import Authority, init_issuer
 from issuer.core.clock import FixedClock
 from issuer.service.app import MAX_BODY, create_app
 from issuer.verifier.statement import verify
@@ -26,12 +27,37 @@ from tests.conftest import START, Cli
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
+#: (path template, method, status) of every answer a documented route gave in this module.
+SENT: set[tuple[str, str, str]] = set()
+
+
+def recording(app: Any) -> Any:
+    """``app``, noting which route answered each request with which status (into SENT)."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        status: list[int] = []
+
+        async def noted(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await app(scope, receive, noted)
+        route = scope.get("route")
+        if scope["type"] == "http" and status and getattr(route, "include_in_schema", False) \
+                and scope["method"] in route.methods:
+            SENT.add((route.path, scope["method"].lower(), str(status[0])))
+
+    return asgi
+
+
 class Api:
     """A TestClient plus tokens of every role."""
 
     def __init__(self, auth: Authority) -> None:
         self.auth = auth
-        self.client = TestClient(create_app(auth, jwks_recheck=0), raise_server_exceptions=False)
+        self.app = create_app(auth, jwks_recheck=0)
+        self.client = TestClient(recording(self.app), raise_server_exceptions=False)
         self.secrets: dict[str, str] = {}
         for name, role, templates in [("ci-calendar", "minter", ["mcp-connector"]),
                                       ("ci-desktop", "minter", ["desktop-agent", "workflow-runner"]),
@@ -53,6 +79,24 @@ class Api:
 @pytest.fixture
 def api(auth: Authority) -> Iterator[Api]:
     yield Api(auth)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _every_status_sent_is_documented() -> Iterator[None]:
+    """After the module's tests: each status a route sent is in its OpenAPI responses."""
+    yield
+    with tempfile.TemporaryDirectory() as directory:
+        home = Path(directory) / "issuer"
+        init_issuer(home, issuer="https://issuer.example.com", alg="ES256", actor="t", env={},
+                    clock=FixedClock(START)).close()
+        auth = Authority.from_config(home / "issuer.toml", env={}, clock=FixedClock(START))
+        try:
+            spec = TestClient(create_app(auth)).get("/openapi.json").json()
+        finally:
+            auth.close()
+    undocumented = sorted((path, method, status) for path, method, status in SENT
+                          if status not in spec["paths"][path][method]["responses"])
+    assert not undocumented, undocumented
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -348,6 +392,16 @@ def test_openapi_describes_every_route_auth_and_errors(api: Api) -> None:
     for path, ops in spec["paths"].items():
         for op in ops.values():
             assert op.get("summary"), path
+            # Bad parameters and bodies are 400 with the JSON error object, never 422.
+            assert "422" not in op["responses"], path
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/ErrorBody"}, (path, status)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, method in [("/v1/status-lists/{list_id}", "get"), ("/v1/statements/{jti}", "get"),
+                         ("/clients/{name}", "get"), ("/v1/log/proof/consistency", "get")]:
+        assert "400" in spec["paths"][path][method]["responses"], path
 
 
 # --- never a 500 -------------------------------------------------------------------------------
@@ -470,3 +524,54 @@ def test_a_mistyped_template_gets_a_suggestion_within_the_callers_reach(api: Api
     # a minter learns no template it may not mint: mcp-connector is not ci-desktop's
     other = assert_error(api.mint("ci-desktop", "mcp-conector"), 403, "insufficient_scope")
     assert "did you mean" not in other["error_description"]
+
+
+def test_historical_keys_are_signed_once_until_the_keyring_changes(api: Api,
+                                                                   clock: FixedClock) -> None:
+    # ES256 signatures are randomised: a re-signed document never repeats byte for byte.
+    first = api.client.get("/.well-known/historical-keys")
+    assert first.status_code == 200
+    assert api.client.get("/.well-known/historical-keys").text == first.text
+    max_age = int(first.headers["cache-control"].rsplit("=", 1)[1])
+    clock.advance(max_age)  # the cached document is as old as a verifier may keep it
+    renewed = api.client.get("/.well-known/historical-keys").text
+    assert renewed != first.text
+    api.auth.keys.rotate(actor="cli-user", channel="cli", force=True)
+    rotated = api.client.get("/.well-known/historical-keys").text
+    assert rotated != renewed
+    assert api.client.get("/.well-known/historical-keys").text == rotated
+
+
+def assert_no_leak(response: Any, home: Path) -> None:
+    """A failure on the issuer's side tells the caller its kind, never paths or library text."""
+    assert response.status_code == 503, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) >= {"error", "error_description"}
+    for secret in (str(home), "sqlite", "Error", "Traceback", ".pem", "issuer.db"):
+        assert secret not in response.text, (secret, response.text)
+
+
+def test_errors_on_public_routes_do_not_leak_paths_or_exception_text(api: Api, home: Path) -> None:
+    minted = api.mint().json()
+    status_uri = verify(minted["software_statement"], jwks=api.auth.jwks(),
+                        issuer="https://issuer.example.com").claims["status"]["status_list"]["uri"]
+    list_path = status_uri.removeprefix("https://issuer.example.com")
+    assert api.client.get("/healthz").status_code == 200
+    # A broken database under the running service: every page is garbage.
+    size = (home / "issuer.db").stat().st_size
+    (home / "issuer.db").write_bytes(b"\xff" * size)
+    assert_no_leak(api.mint(), home)
+    # What SQLite still holds in its page cache answers; nothing leaks either way. (The service
+    # never opens the database file itself: closing any descriptor of it would drop SQLite's
+    # POSIX locks, https://sqlite.org/howtocorrupt.html section 2.2.)
+    for response in (api.client.get("/healthz"), api.client.get(list_path),
+                     api.client.get("/v1/log/checkpoint")):
+        assert response.status_code in (200, 503)
+        assert str(home) not in response.text and "sqlite" not in response.text
+
+
+def test_a_broken_key_file_is_a_503_without_its_path(api: Api, home: Path) -> None:
+    for pem in (home / "keys").glob("*.pem"):
+        pem.write_text("not a key\n")
+    for response in (api.client.get("/healthz"), api.mint()):
+        assert_no_leak(response, home)

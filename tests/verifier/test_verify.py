@@ -284,3 +284,28 @@ def test_verify_client_id_refusal_is_json_too(cli: Cli) -> None:
     # a usage error is no refusal: nothing on stdout
     usage = cli("verify", "x.y.z", "--client-id", "https://example.com/c.json", "--json")
     assert usage.exit_code == 2 and usage.stdout == ""
+
+
+@pytest.mark.parametrize("member", [{"use": "enc"}, {"alg": "ES384"}])
+def test_a_jwk_declared_for_something_else_never_verifies(auth: Authority,
+                                                          member: dict[str, str]) -> None:
+    """RFC 7517 sections 4.2 and 4.4: a key published for encryption, or for another alg, is
+    not a key for this signature, even when the bytes would verify."""
+    token = minted(auth)
+    kid = auth.keystore.active().kid
+    jwks = {"keys": [{**k, **member} if k["kid"] == kid else k for k in auth.jwks()["keys"]]}
+    with pytest.raises(InvalidSoftwareStatement, match=f"key '{kid}' can't verify alg ES256"):
+        verify(token, jwks=jwks, issuer=ISS, clock=auth.clock)
+
+
+def test_a_key_swapped_under_the_same_kid_is_not_taken_from_the_cache(auth: Authority) -> None:
+    """Imported public keys are cached by their whole JWK, not by kid: a JWKS that now holds
+    another key under the same kid does not verify what the old key signed."""
+    token = minted(auth)
+    assert verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)  # cached now
+    kid = auth.keystore.active().kid
+    other = auth.keys.generate("ES256", actor="t", channel="cli")
+    swapped = next(k for k in auth.keystore.keys() if k.kid == other.kid).public_jwk
+    jwks = {"keys": [{**swapped, "kid": kid, "alg": "ES256", "use": "sig"}]}
+    with pytest.raises(InvalidSoftwareStatement, match="signature does not verify"):
+        verify(token, jwks=jwks, issuer=ISS, clock=auth.clock)

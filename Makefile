@@ -24,7 +24,8 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/python -m issuer.demo
 
-# SoftHSM2, PostgreSQL and Chromium for the tests that drive them for real (installed when missing).
+# SoftHSM2, PostgreSQL and Chromium for the tests that drive them for real: .ci/system-packages.sh
+# installs what is missing with apt-get (softhsm2, opensc, postgresql, chromium).
 system-packages:
 	bash .ci/system-packages.sh
 

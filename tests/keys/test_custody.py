@@ -18,6 +18,7 @@ from issuer.core.authority import Authority, init_issuer
 from issuer.core.errors import KeystoreError
 from issuer.core.statements import MintRequest
 from issuer.keys.backends import file as file_backend
+from issuer.keys.backends.file import ENCRYPTED_LABEL
 from issuer.keys.keystore import Keystore
 from tests.conftest import Cli, assert_one_line_error
 
@@ -57,7 +58,7 @@ def encrypted(encrypted_template: Path, tmp_path: Path) -> Path:
 
 def test_key_files_are_pkcs8_under_scrypt_that_openssl_reads(encrypted: Path) -> None:
     pem = next(p for p in (encrypted / "keys").glob("*.pem") if p.name != "log.pem")
-    assert pem.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert pem.read_bytes().startswith(f"-----BEGIN {ENCRYPTED_LABEL}-----".encode())
     parsed = subprocess.run(["openssl", "asn1parse", "-in", str(pem)], capture_output=True,
                             text=True, check=True).stdout
     assert ":PBES2" in parsed and ":scrypt" in parsed and ":aes-256-cbc" in parsed

@@ -506,7 +506,7 @@ def test_health_and_mint_say_when_no_key_can_sign(api: Api) -> None:
     assert api.client.get("/healthz").json()["status"] == "ok"
     kid = api.auth.keystore.active().kid
     pem = api.auth.config.keys_dir / f"{kid}.pem"
-    pem.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+    pem.write_bytes(b"broken: not a PEM key at all\n")
     health = api.client.get("/healthz")
     assert health.status_code == 503 and health.json()["status"] == "unavailable"
     assert str(api.auth.config.keys_dir) not in health.text

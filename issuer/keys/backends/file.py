@@ -45,6 +45,8 @@ PASSPHRASE_ENV = "ISSUER_KEY_PASSPHRASE"
 PASSPHRASE_FILE_ENV = "ISSUER_KEY_PASSPHRASE_FILE"
 MIN_PASSPHRASE = 15
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 5
+#: The PEM label of an encrypted PKCS#8 key (RFC 7468 section 11), which openssl reads.
+ENCRYPTED_LABEL = "ENCRYPTED PRIVATE KEY"
 #: The commit marker of a passphrase change (see the module docstring).
 REKEY_MARKER = "passphrase-change.json"
 
@@ -156,8 +158,8 @@ def encrypt_pkcs8(private: PrivateKey, passphrase: bytes) -> bytes:
     algorithm = _seq(_oid(PBES2), _seq(_seq(_oid(SCRYPT), params),
                                        _seq(_oid(AES256_CBC), _der(0x04, iv))))
     lines = textwrap.wrap(base64.b64encode(_seq(algorithm, _der(0x04, body))).decode(), 64)
-    return ("-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + "\n".join(lines) +
-            "\n-----END ENCRYPTED PRIVATE KEY-----\n").encode()
+    return (f"-----BEGIN {ENCRYPTED_LABEL}-----\n" + "\n".join(lines) +
+            f"\n-----END {ENCRYPTED_LABEL}-----\n").encode()
 
 
 def encode_private(private: PrivateKey, passphrase: bytes | None) -> bytes:
@@ -171,7 +173,7 @@ def encode_private(private: PrivateKey, passphrase: bytes | None) -> bytes:
 
 
 def is_encrypted(pem: bytes) -> bool:
-    return pem.lstrip().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    return pem.lstrip().startswith(f"-----BEGIN {ENCRYPTED_LABEL}-----".encode())
 
 
 def safe_stat(path: Path) -> os.stat_result:

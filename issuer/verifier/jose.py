@@ -9,13 +9,15 @@ section 3.1), no key carried in the token (``jwk``, ``jku``, ``x5u``, ``x5c``: R
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from issuer.core.encoding import b64url_decode
@@ -38,6 +40,12 @@ _KEY_FOR_ALG = {
     "PS256": ("RSA", None), "Ed25519": ("OKP", "Ed25519"), "EdDSA": ("OKP", "Ed25519"),
 }
 _SAME_ALG = {"EdDSA": "Ed25519"}
+#: ECDSA: the hash, and the size of each of r and s in the JWS signature (RFC 7518 s3.4).
+_ECDSA = {"ES256": (ec.ECDSA(hashes.SHA256()), 32), "ES384": (ec.ECDSA(hashes.SHA384()), 48)}
+#: RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a salt as long as the hash (RFC 7518 s3.5).
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
 def invalid(reason: str) -> InvalidSoftwareStatement:
@@ -76,19 +84,31 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def strict_json(data: bytes | str, what: str) -> Any:
     """JSON as RFC 8259 defines it, nested at most MAX_JSON_DEPTH deep, or a clean refusal:
     NaN and Infinity are refused, and a document nested thousands deep is refused before
     anything recurses over it."""
     try:
-        value = json.loads(data, parse_constant=_no_constant)
+        # JSON in a JWS is UTF-8 (RFC 7519 section 7.2, RFC 8259 section 8.1).
+        value = _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
     except RecursionError:
         raise invalid(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
         raise invalid(f"{what} is not JSON (RFC 8259)") from None
-    if json_depth(value) > MAX_JSON_DEPTH:
+    if _brackets(data) > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
         raise invalid(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _brackets(data: bytes | str) -> int:
+    """How many arrays and objects ``data`` could open at most: a bound on its depth that
+    costs far less than walking the parsed value (a statement has a handful)."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{")
+    return data.count(b"[") + data.count(b"{")
 
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
@@ -109,7 +129,13 @@ class Compact:
     token: str
     header: dict[str, Any]
     payload_segment: str
+    signature_segment: str = ""
     _claims: dict[str, Any] | None = None
+
+    @property
+    def signing_input(self) -> bytes:
+        """What the signature covers: ``header.payload`` as sent (RFC 7515 section 5.2)."""
+        return self.token[:self.token.rindex(".")].encode("ascii")
 
     def unverified_claims(self) -> dict[str, Any]:
         """The payload, only to route (which trusted issuer?). Trust nothing in it until the
@@ -122,13 +148,13 @@ class Compact:
 def parse_compact(token: object) -> Compact:
     """Shape and header checks: a header that carries its own key is refused right here,
     before anything is fetched."""
-    header_segment, payload_segment, _ = _segments(token)
+    header_segment, payload_segment, signature_segment = _segments(token)
     header = _json_object(header_segment, "header")
     for name in KEY_CARRYING_HEADERS:
         if name in header:
             raise invalid(f"header carries '{name}'; keys are taken only from the issuer's JWKS")
     assert isinstance(token, str)
-    return Compact(token.strip(), header, payload_segment)
+    return Compact(token.strip(), header, payload_segment, signature_segment)
 
 
 def read_header(token: object) -> dict[str, Any]:
@@ -180,36 +206,64 @@ def select_keys(jwks: Mapping[str, Any], kid: str | None, alg: str) -> list[dict
     return usable
 
 
-_KEYS: dict[str, ECKey | RSAKey | OKPKey] = {}  # imported public keys, by their JWK text
+_KEYS: dict[str, PublicKey] = {}  # imported public keys, by their JWK members
 
 
-def _import_public(jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
-    # Private members are dropped (a verifier never needs them); so is "alg", which _fits has
-    # already matched, so that the EdDSA alias verifies an "alg": "Ed25519" key.
-    public = {k: v for k, v in jwk.items()
-              if k not in ("d", "p", "q", "dp", "dq", "qi", "oth", "alg")}
-    text = "|".join(str(public.get(m)) for m in ("kid", "kty", "crv", "x", "y", "n", "e"))
+def _import_public(jwk: Mapping[str, Any]) -> PublicKey:
+    # Private members are never read (a verifier never needs them); "alg" has been matched by
+    # _fits already, so that the EdDSA alias verifies an "alg": "Ed25519" key.
+    text = "|".join(str(jwk.get(m)) for m in ("kid", "kty", "crv", "x", "y", "n", "e"))
     key = _KEYS.get(text)
     if key is None:
-        key = _import_checked(public, jwk)
+        key = _import_checked(jwk)
         if len(_KEYS) >= 256:  # a bounded cache: forged key sets can't grow it
             _KEYS.clear()
         _KEYS[text] = key
     return key
 
 
-def _import_checked(public: dict[str, Any], jwk: Mapping[str, Any]) -> ECKey | RSAKey | OKPKey:
+def _import_checked(jwk: Mapping[str, Any]) -> PublicKey:
+    public = {k: v for k, v in jwk.items()
+              if k not in ("d", "p", "q", "dp", "dq", "qi", "oth", "alg")}
     try:
+        imported: ECKey | RSAKey | OKPKey
         if public["kty"] == "EC":
-            return ECKey.import_key(public)
-        if public["kty"] == "RSA":
-            key = RSAKey.import_key(public)
-            if key.raw_value.key_size < 2048:  # RFC 7518 section 3.3
-                raise invalid(f"RSA key {jwk.get('kid')!r} is shorter than 2048 bits")
-            return key
-        return OKPKey.import_key(public)
+            imported = ECKey.import_key(public)
+        elif public["kty"] == "RSA":
+            imported = RSAKey.import_key(public)
+        else:
+            imported = OKPKey.import_key(public)
+        key: PublicKey = imported.get_op_key("verify")  # type: ignore[assignment]
     except (JoseError, ValueError, KeyError, TypeError):
         raise invalid(f"key {jwk.get('kid')!r} in the issuer's JWKS is not a valid JWK") from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:  # RFC 7518 section 3.3
+        raise invalid(f"RSA key {jwk.get('kid')!r} is shorter than 2048 bits")
+    return key
+
+
+def signature_valid(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    """The JWS signature check itself (RFC 7515 section 5.2, RFC 7518 section 3), done with
+    ``cryptography`` directly over the one parse of the token; ``_fits`` has matched the
+    key's type to ``alg`` already."""
+    try:
+        if alg in _ECDSA and isinstance(key, ec.EllipticCurvePublicKey):
+            scheme, half = _ECDSA[alg]
+            if len(signature) != 2 * half:  # r || s, each exactly the curve size
+                return False
+            der = encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                       int.from_bytes(signature[half:], "big"))
+            key.verify(der, signing_input, scheme)
+        elif alg == "PS256" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signing_input, _PSS, hashes.SHA256())
+        elif alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+        elif alg in ("Ed25519", "EdDSA") and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, signing_input)
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def verify_signature(token: str | Compact, jwks: Mapping[str, Any],
@@ -217,19 +271,23 @@ def verify_signature(token: str | Compact, jwks: Mapping[str, Any],
     """Check the header rules and the signature of a compact JWS against ``jwks``; the
     payload bytes. Statements, status lists and historical keys all go through here."""
     parsed = token if isinstance(token, Compact) else parse_compact(token)
+    check_signature(parsed, jwks, algorithms)
+    return b64url_decode(parsed.payload_segment)
+
+
+def check_signature(parsed: Compact, jwks: Mapping[str, Any],
+                    algorithms: Collection[str] = DEFAULT_ALGORITHMS) -> None:
+    """:func:`verify_signature` for a caller that has the payload decoded already."""
     algorithms = [a for a in algorithms if a in _KEY_FOR_ALG]  # never none, never HMAC
     alg = _check_header(parsed.header, algorithms)
-    return _verify_signature(parsed.token, jwks, parsed.header.get("kid"), alg)
-
-
-def _verify_signature(token: str, jwks: Mapping[str, Any], kid: str | None, alg: str) -> bytes:
-    for jwk in select_keys(jwks, kid, alg):
-        key = _import_public(jwk)
-        try:
-            with warnings.catch_warnings():
-                # joserfc warns that EdDSA is deprecated (RFC 9864); accepting it is our choice.
-                warnings.simplefilter("ignore", SecurityWarning)
-                return jws.deserialize_compact(token, key, algorithms=[alg]).payload
-        except JoseError:
-            continue
+    kid = parsed.header.get("kid")
+    candidates = select_keys(jwks, kid, alg)
+    try:
+        signature = b64url_decode(parsed.signature_segment)
+    except ValueError:
+        raise invalid("signature is not base64url") from None
+    signing_input = parsed.signing_input
+    for jwk in candidates:
+        if signature_valid(alg, _import_public(jwk), signing_input, signature):
+            return
     raise invalid("signature does not verify" + (f" with key {kid!r}" if kid else ""))

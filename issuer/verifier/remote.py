@@ -17,6 +17,7 @@ fetches anything; a resolver of other documents reuses it.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -64,6 +65,7 @@ class FetchError(Exception):
     """A document could not be fetched (network, HTTP status, size)."""
 
 
+@functools.lru_cache(maxsize=1024)  # called per statement with the same few URLs
 def same_origin(url: str, base: str) -> bool:
     """Whether ``url`` has the scheme, host and port of ``base`` (RFC 6454 section 4)."""
     a, b = urlsplit(url), urlsplit(base)

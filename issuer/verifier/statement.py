@@ -39,9 +39,9 @@ from issuer.verifier.jose import (
     DEFAULT_ALGORITHMS,
     DEFAULT_LEEWAY,
     Compact,
+    check_signature,
     invalid,
     parse_compact,
-    verify_signature,
 )
 from issuer.verifier.remote import StatusListClient, rebase, same_origin, status_reference
 
@@ -135,6 +135,23 @@ def check_metadata(claims: Mapping[str, Any]) -> None:
         raise invalid(f"claim '{first.claim}': {first.message} ({first.rule})")
 
 
+#: Payload segments whose metadata passed :func:`check_metadata`. One statement is presented
+#: by every installation of its client, and the rules are a pure function of the payload
+#: bytes, so a payload that passed once passes again. Only payloads whose signature verified
+#: get here, and the set is bounded.
+_METADATA_PASSED: set[str] = set()
+_METADATA_PASSED_MAX = 1024
+
+
+def _check_metadata_once(parsed: Compact, claims: Mapping[str, Any]) -> None:
+    if parsed.payload_segment in _METADATA_PASSED:
+        return
+    check_metadata(claims)
+    if len(_METADATA_PASSED) >= _METADATA_PASSED_MAX:
+        _METADATA_PASSED.clear()
+    _METADATA_PASSED.add(parsed.payload_segment)
+
+
 def check_status(claims: Mapping[str, Any], client: StatusListClient, *,
                  jwks: Mapping[str, Any], issuer: str, base_url: str | None = None) -> None:
     """Refuse a statement its issuer revoked or suspended (draft-ietf-oauth-status-list s8)."""
@@ -179,7 +196,7 @@ def verify(
     """
     parsed = token if isinstance(token, Compact) else parse_compact(token)
     check_kind(parsed)
-    verify_signature(parsed, jwks, algorithms)
+    check_signature(parsed, jwks, algorithms)
     header = parsed.header
     alg, kid = header["alg"], header.get("kid")
     # The signature covers exactly the payload segment these claims were decoded from.
@@ -191,7 +208,7 @@ def verify(
     check_audience(claims, audience)
     now = (clock or SystemClock()).now()
     check_times(claims, now, leeway, require_exp)
-    check_metadata(claims)
+    _check_metadata_once(parsed, claims)
     if status is not None:
         check_status(claims, status, jwks=jwks, issuer=issuer)
     return VerifiedStatement(header=header, claims=claims, kid=kid, alg=alg,

@@ -202,3 +202,20 @@ def test_an_unexpected_failure_is_still_a_recorded_refusal(auth: Authority) -> N
     assert decisions[-1]["decision"] == "rejected"
     assert decisions[-1]["error"] == "server_error"
     assert decisions[-1]["error_description"] == "ConnectionError while registering"
+
+
+def test_nesting_is_bounded_at_sixteen_levels_whatever_the_brackets_in_strings() -> None:
+    """The depth bound (16) is exact: 16 levels of arrays or objects parse, 17 are refused;
+    brackets inside strings are text, however many there are."""
+    from issuer.verifier.jose import MAX_JSON_DEPTH, strict_json
+
+    assert MAX_JSON_DEPTH == 16
+    assert strict_json("[" * 16 + "]" * 16, "payload") == [[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]
+    objects = '{"a":' * 16 + "1" + "}" * 16
+    assert strict_json(objects.encode(), "payload")["a"]["a"]
+    for deeper in ("[" * 17 + "]" * 17, '{"a":' * 17 + "1" + "}" * 17,
+                   '{"a":[{"b":' + "[" * 14 + "]" * 14 + "}]}"):
+        with pytest.raises(InvalidSoftwareStatement, match="payload is nested deeper than 16"):
+            strict_json(deeper, "payload")
+    text = json.dumps({"note": "[{" * 500, "uris": [["x"]]}).encode()
+    assert strict_json(text, "payload")["uris"] == [["x"]]

@@ -309,3 +309,90 @@ def test_a_key_swapped_under_the_same_kid_is_not_taken_from_the_cache(auth: Auth
     jwks = {"keys": [{**swapped, "kid": kid, "alg": "ES256", "use": "sig"}]}
     with pytest.raises(InvalidSoftwareStatement, match="signature does not verify"):
         verify(token, jwks=jwks, issuer=ISS, clock=auth.clock)
+
+
+def _private_key(auth: Authority) -> Any:
+    from issuer.keys.backends.file import Passphrase, read_private
+
+    return read_private(auth.config.keys_dir / auth.keystore.active().ref, Passphrase.of(None))
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "PS256", "RS256", "Ed25519"])
+def test_statements_signed_by_an_outside_signer_verify_here(auth: Authority, alg: str) -> None:
+    """The signature check is ours (``cryptography`` over the one parse): PyJWT, signing the
+    same payload with the issuer's key, produces tokens it accepts, for every algorithm; ours
+    too; and a single flipped payload byte fails under each."""
+    auth.keys.generate(alg, activate=True, actor="t", channel="cli", rsa_bits=2048)
+    assert verify(minted(auth), jwks=auth.jwks(), issuer=ISS, clock=auth.clock).alg == alg
+    encoder = pyjwt.PyJWT()
+    if alg == "Ed25519":
+        encoder._jws.register_algorithm("Ed25519", OKPAlgorithm())
+    kid = auth.keystore.active().kid
+    token = encoder.encode(good_payload(), _private_key(auth), algorithm=alg,
+                           headers={"kid": kid, "typ": "JWT"})
+    result = verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    assert (result.alg, result.kid, result.claims["software_id"]) == (alg, kid, "s")
+    header, payload, signature = token.split(".")
+    other = b64url(json.dumps(good_payload(software_id="t")).encode())
+    with pytest.raises(InvalidSoftwareStatement, match="signature does not verify"):
+        verify(".".join([header, other, signature]), jwks=auth.jwks(), issuer=ISS,
+               clock=auth.clock)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384"])
+def test_an_ecdsa_signature_must_be_r_and_s_of_the_curve_size(auth: Authority, alg: str) -> None:
+    """RFC 7518 section 3.4: the JWS signature is R || S, each exactly the curve's size. The
+    DER form (what most ECDSA libraries emit) is refused even when it is a valid signature of
+    these bytes by this key, and so is R || S with a byte added or one missing."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    auth.keys.generate(alg, activate=True, actor="t", channel="cli")
+    kid = auth.keystore.active().kid
+    head = b64url(json.dumps({"alg": alg, "kid": kid}).encode())
+    signing_input = head + "." + b64url(json.dumps(good_payload()).encode())
+    der = _private_key(auth).sign(signing_input.encode(), ec.ECDSA(
+        hashes.SHA256() if alg == "ES256" else hashes.SHA384()))
+    size = 32 if alg == "ES256" else 48
+    r, s = decode_dss_signature(der)
+    raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    assert verify(signing_input + "." + b64url(raw), jwks=auth.jwks(), issuer=ISS,
+                  clock=auth.clock).alg == alg
+    for bad in (der, raw + b"\x00", b"\x00" + raw, raw[:-1], b""):
+        with pytest.raises(InvalidSoftwareStatement, match="signature does not verify"):
+            verify(signing_input + "." + b64url(bad), jwks=auth.jwks(), issuer=ISS,
+                   clock=auth.clock)
+    with pytest.raises(InvalidSoftwareStatement, match="signature is not base64url"):
+        verify(signing_input + "." + b64url(raw) + "=", jwks=auth.jwks(), issuer=ISS,
+               clock=auth.clock)
+
+
+def test_a_payload_that_is_not_utf8_json_is_refused(auth: Authority) -> None:
+    """JSON in a JWT is UTF-8 (RFC 7519 section 7.2): the same claims in UTF-16, even signed
+    by the issuer's key, are not a statement."""
+    claims = json.dumps(good_payload())
+    assert verify(auth.keystore.signer().sign(claims.encode()), jwks=auth.jwks(), issuer=ISS,
+                  clock=auth.clock)
+    for data in (claims.encode("utf-16"), b"\xef\xbb\xbf" + claims.encode()):
+        with pytest.raises(InvalidSoftwareStatement, match="payload is not JSON"):
+            verify(auth.keystore.signer().sign(data), jwks=auth.jwks(), issuer=ISS,
+                   clock=auth.clock)
+
+
+def test_metadata_is_checked_for_every_new_payload(auth: Authority) -> None:
+    """Payloads whose metadata passed are remembered (one statement is presented by every
+    installation); another payload is checked again, even right after a good one, and the
+    memory is bounded."""
+    from issuer.verifier import statement
+
+    good = signed_by_issuer(auth, good_payload())
+    bad = signed_by_issuer(auth, good_payload(redirect_uris=["http://evil.example/cb"]))
+    for _ in range(2):
+        assert verify(good, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+        with pytest.raises(InvalidSoftwareStatement, match="claim 'redirect_uris'"):
+            verify(bad, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)
+    for i in range(statement._METADATA_PASSED_MAX + 5):
+        verify(signed_by_issuer(auth, good_payload(jti=f"j{i}")), jwks=auth.jwks(), issuer=ISS,
+               clock=auth.clock)
+    assert 0 < len(statement._METADATA_PASSED) <= statement._METADATA_PASSED_MAX

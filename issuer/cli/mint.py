@@ -18,8 +18,8 @@ import click
 from issuer.core import metadata
 from issuer.core.authority import local_principal
 from issuer.core.errors import UsageError
-from issuer.core.files import atomic_write
-from issuer.core.statements import MintRequest, parse_mint_request
+from issuer.core.files import atomic_writer
+from issuer.core.statements import MintRequest, MintResult, parse_mint_request
 
 from .common import authority, claim_options, config_option, json_option, warn
 from .remote import RemoteIssuer, ambient_id_token, default_idempotency_key, read_token_file
@@ -163,7 +163,7 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
             results = authority().mint_many(requests, principal=local_principal(),
                                             channel="cli", progress=progress, labels=labels,
                                             committing=committing)
-        _emit([r.as_json() for r in results], as_json, single=batch is None, out=out)
+        _emit(results, as_json, single=batch is None, out=out)
     if pressed:
         warn(f"Ctrl-C came after the {len(results)} statement(s) were recorded: the output "
              "above is complete; don't mint them again")
@@ -182,18 +182,34 @@ def interrupt_deferred(pressed: list[bool]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _emit(results: Sequence[dict[str, Any]], as_json: bool, *, single: bool,
+def _emit(results: Sequence[MintResult | dict[str, Any]], as_json: bool, *, single: bool,
           out: Path | None) -> None:
-    """The same output for a local and a remote mint."""
-    lines = [json.dumps(r) if as_json else r["software_statement"] for r in results]
-    if as_json and single:
-        lines = [json.dumps(results[0], indent=2)]
-    output = "\n".join(lines) + "\n"
+    """The same output for a local and a remote mint (a result or its JSON object), written a
+    chunk of lines at a time: a batch of 100,000 is never held twice over."""
     if out is not None:
-        atomic_write(out, output.encode("utf-8"))
+        with atomic_writer(out) as file:
+            for text in _output(results, as_json, single):
+                file.write(text.encode("utf-8"))
         click.echo(f"wrote {len(results)} statement(s) to {out}", err=True)
     else:
-        click.echo(output, nl=False)
+        for text in _output(results, as_json, single):
+            click.echo(text, nl=False)
+
+
+def _output(results: Sequence[MintResult | dict[str, Any]], as_json: bool, single: bool,
+            chunk: int = 1000) -> Iterator[str]:
+    objects = (r.as_json() if isinstance(r, MintResult) else r for r in results)
+    if as_json and single:
+        yield json.dumps(next(objects), indent=2) + "\n"
+        return
+    lines: list[str] = []
+    for obj in objects:
+        lines.append((json.dumps(obj) if as_json else obj["software_statement"]) + "\n")
+        if len(lines) == chunk:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
 
 
 def _mint_remote(request: MintRequest, url: str, token_file: str | None,

@@ -97,6 +97,9 @@ def local_principal() -> str:
 MAX_LOGGED_CLAIMS = 8 * 1024
 #: How long the service remembers an Idempotency-Key (docs/http-api.md).
 IDEMPOTENCY_WINDOW = 24 * 3600
+#: Statements signed and written per step of a batch's one transaction (memory, not
+#: durability: the transaction still commits all of them or none).
+RECORD_CHUNK = 1000
 
 
 @contextlib.contextmanager
@@ -395,8 +398,8 @@ class Authority:
                   committing: Progress | None = None) -> list[MintResult]:
         """Mint all of ``requests`` or none: every one is checked and signed before a single
         transaction records them all. An error names its item by ``labels`` (``file:line: ``),
-        or as ``item N: ``. ``committing(n)`` is called when signing is done and the records
-        of ``n`` statements are about to be written: from there on the batch commits."""
+        or as ``item N: ``. ``committing(n)`` is called before the last of the ``n``
+        statements' records are written: from there on the batch commits."""
         templates: dict[str, Template] = {}  # each template is read once per batch
         if labels is None:
             labels = [f"item {i + 1}: " if len(requests) > 1 else "" for i in range(len(requests))]
@@ -445,23 +448,31 @@ class Authority:
                     seen.add(item.template.name)
             refs = self.status.allocate(len(fresh), now, actor=fresh[0].principal,
                                         channel=fresh[0].channel) if fresh else []
-            first = self.audit.next_index()
-            records = []
-            for index, (item, ref) in enumerate(zip(fresh, refs), start=first):
-                records.append(self._sign(item, signer, now, ref.claim(), index))
-                if progress:
-                    progress(1)
-            if committing:
-                committing(len(records))
-            committed = self.audit.record_statements(
-                records, status=[(ref.list_id, ref.idx) for ref in refs])
-            for item, record in zip(fresh, committed):
-                key = item.request.idempotency_key
-                if key is not None:
-                    self.audit.remember_idempotent(item.scope, key, item.request.digest(),
-                                                   record.jti, now, now - IDEMPOTENCY_WINDOW)
-        minted = iter(_result(r) for r in committed)
-        return [next(minted) if found is None else found for found in earlier]
+            minted: list[MintResult] = []
+            # Signed and written a chunk at a time, inside the one transaction: only the
+            # results wait for the commit, not every record, entry text and row of the batch.
+            for start in range(0, len(fresh), RECORD_CHUNK):
+                chunk = fresh[start:start + RECORD_CHUNK]
+                chunk_refs = refs[start:start + RECORD_CHUNK]
+                first = self.audit.next_index()
+                records = []
+                for index, (item, ref) in enumerate(zip(chunk, chunk_refs), start=first):
+                    records.append(self._sign(item, signer, now, ref.claim(), index))
+                    if progress:
+                        progress(1)
+                if committing and start + RECORD_CHUNK >= len(fresh):
+                    committing(len(fresh))
+                committed = self.audit.record_statements(
+                    records, status=[(ref.list_id, ref.idx) for ref in chunk_refs])
+                del records
+                for item, record in zip(chunk, committed):
+                    key = item.request.idempotency_key
+                    if key is not None:
+                        self.audit.remember_idempotent(item.scope, key, item.request.digest(),
+                                                       record.jti, now, now - IDEMPOTENCY_WINDOW)
+                    minted.append(_result(record))
+        results = iter(minted)
+        return [next(results) if found is None else found for found in earlier]
 
     def _sign(self, item: _Prepared, signer: Any, now: int, status: dict[str, Any],
               index: int) -> StatementRecord:

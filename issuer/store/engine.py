@@ -60,10 +60,13 @@ def connect(path: Path) -> sqlite3.Connection:
     # FULL: in WAL mode, NORMAL may lose the last commits on power loss; a returned statement
     # must never lose its record.
     conn.execute("PRAGMA synchronous = FULL")
-    # Up to 256 MiB of page cache (a maximum, filled only as pages are read): the indexes that
-    # every mint inserts into at random places (jti, digest, status index) stay in memory up
-    # to millions of statements, so a mint costs the same at 1,000 entries as at 1,000,000.
-    conn.execute("PRAGMA cache_size = -262144")
+    # At most 32 MiB of page cache per connection: memory stays flat whatever the number of
+    # statements (a served process has several connections; a batch's transaction spills its
+    # dirty pages to the WAL beyond it, still uncommitted). The random-keyed indexes (jti,
+    # digest) outgrow it at a few hundred thousand statements and are then read through the
+    # OS's page cache: a few microseconds a page, against the milliseconds of a commit's fsync
+    # (docs/performance.md: single mints at 1,000,000 vs 1,000 entries).
+    conn.execute("PRAGMA cache_size = -32768")
     return conn
 
 

@@ -100,6 +100,35 @@ def test_batch_is_all_or_nothing(auth: Authority) -> None:
     assert auth.audit.events(type_prefix="template.") == []
 
 
+def test_a_batch_written_in_chunks_is_still_one_transaction(auth: Authority) -> None:
+    """A batch is signed and written a chunk at a time (memory), inside one transaction: an
+    interruption after the first chunks were written records nothing of the batch, and the
+    log goes on from where it was."""
+    from issuer.core.authority import RECORD_CHUNK
+
+    before = (auth.audit.count_statements(), auth.log.size())
+    request = MintRequest("desktop-agent", {"software_version": "1"})
+    total = 2 * RECORD_CHUNK + 7
+    signed = [0]
+
+    def interrupted(n: int) -> None:
+        signed[0] += n
+        if signed[0] == 2 * RECORD_CHUNK + 3:  # two chunks written, the third being signed
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        auth.mint_many([request] * total, principal="a", channel="cli", progress=interrupted)
+    assert (auth.audit.count_statements(), auth.log.size()) == before
+    committing: list[int] = []
+    results = auth.mint_many([request] * total, principal="a", channel="cli",
+                             committing=committing.append)
+    assert committing == [total] and len(results) == total
+    assert [r.log_index for r in results] == sorted({r.log_index for r in results})
+    assert auth.audit.count_statements() == before[0] + total
+    assert auth.audit.statement(results[-1].jti).software_statement == \
+        results[-1].software_statement
+
+
 def test_nothing_is_returned_when_the_record_cannot_be_written(
         auth: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self: AuditStore, record: object, **kwargs: object) -> None:

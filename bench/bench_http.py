@@ -168,33 +168,38 @@ def run() -> list[Row]:
             sample["software_statement"].split(".")[1]))
         jwks_bytes = httpx.get(f"{base}/.well-known/jwks.json").content
         db = home / "issuer.db"
-        before = count(db)
-        mint_ours = wrk(f"{base}/v1/statements", lua(tmpdir, token, body))
-        recorded = count(db) - before
-        assert recorded >= mint_ours["ok"], (recorded, mint_ours)
-        jwks_ours = wrk(f"{base}/.well-known/jwks.json")
-        early = (count(db), peak_rss(ours.pid))
-        mint_until(f"{base}/v1/statements", tmpdir, token, body, db, SERVED_MINTS)
-        late = (count(db), peak_rss(ours.pid))
-        ours.send_signal(signal.SIGTERM)
-        ours.wait(timeout=30)
-
         kid = json.loads(jwks_bytes)["keys"][0]["kid"]
         key_file = home / "keys" / f"{kid}.pem"
         (tmpdir / "claims.json").write_text(json.dumps(
             {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}))
         (tmpdir / "jwks.json").write_bytes(jwks_bytes)
-        port = free_port()
+        bare_port = free_port()
         bare = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_app.py")),
-                                 str(port), str(key_file), str(tmpdir / "claims.json"),
+                                 str(bare_port), str(key_file), str(tmpdir / "claims.json"),
                                  str(tmpdir / "jwks.json")], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        bare_base = f"http://127.0.0.1:{port}"
+        bare_base = f"http://127.0.0.1:{bare_port}"
         wait_ready(f"{bare_base}/jwks", bare)
+        # JWKS first, each server in turn, best of two: serving the key set does not depend on
+        # what was minted, and right after a mint run the server is still logging its audit
+        # events (docs/performance.md).
+        jwks_ours, jwks_bare = {"rate": 0.0}, {"rate": 0.0}
+        for _ in range(2):
+            jwks_ours = max(jwks_ours, wrk(f"{base}/.well-known/jwks.json"),
+                            key=lambda r: r["rate"])
+            jwks_bare = max(jwks_bare, wrk(f"{bare_base}/jwks"), key=lambda r: r["rate"])
         mint_bare = wrk(f"{bare_base}/mint", lua(tmpdir, None, body))
-        jwks_bare = wrk(f"{bare_base}/jwks")
         bare.send_signal(signal.SIGTERM)
         bare.wait(timeout=30)
+        before = count(db)
+        mint_ours = wrk(f"{base}/v1/statements", lua(tmpdir, token, body))
+        recorded = count(db) - before
+        assert recorded >= mint_ours["ok"], (recorded, mint_ours)
+        early = (count(db), peak_rss(ours.pid))
+        mint_until(f"{base}/v1/statements", tmpdir, token, body, db, SERVED_MINTS)
+        late = (count(db), peak_rss(ours.pid))
+        ours.send_signal(signal.SIGTERM)
+        ours.wait(timeout=30)
 
     ratio = mint_ours["rate"] / mint_bare["rate"]
     rows.append(Row(f"HTTP mint, {CONNECTIONS} conns, {stack()} both (p50/p99 ours "

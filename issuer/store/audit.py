@@ -540,18 +540,14 @@ class AuditStore:
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
         return [_event(row) for row in self.query(sql, params)]
 
-    def logged_token(self, name: str) -> tuple[dict[str, Any] | None, int | None]:
-        """What the log says of API token ``name``: its newest creation record, and when it
-        was revoked (on this thread's reader: the service checks every request with it)."""
-        created, revoked = None, None
-        for kind, time, data in self.read(
-                "SELECT type, time, data FROM events WHERE type IN ('token.created', "
-                "'token.recorded', 'token.revoked') AND subject = ? ORDER BY idx", (name,)):
-            if kind == "token.revoked":
-                revoked = int(time)
-            else:
-                created = dict(json.loads(data))
-        return created, revoked
+    def event_heads(self, start: int, limit: int = 10_000) -> list[tuple[int, int, str, str, str,
+                                                                         str]]:
+        """``(idx, time, type, actor, channel, subject)`` of events from ``start``, at most
+        ``limit``: what the audit log lines show, read on this thread's own reader (the
+        writer's lock and connection stay with the writer)."""
+        rows = self.read("SELECT idx, time, type, actor, channel, subject FROM events "
+                         "WHERE idx >= ? ORDER BY idx LIMIT ?", (start, limit))
+        return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5])) for r in rows]
 
     def backup(self, target: Path) -> int:
         """An online, consistent copy of the database into the new file ``target`` (0600),

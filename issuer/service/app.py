@@ -271,9 +271,11 @@ class JwksCache:
     far inside the max-age verifiers may cache the JWKS for anyway.
     """
 
-    def __init__(self, authority: Authority, recheck: float = 1.0) -> None:
+    def __init__(self, authority: Authority, recheck: float = 1.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.authority = authority
         self.recheck = recheck
+        self.monotonic = monotonic
         self._stamp: tuple[Any, ...] | None = None
         self._checked = float("-inf")
         self._change: int | None = None
@@ -283,7 +285,7 @@ class JwksCache:
     def current(self) -> tuple[bytes, str, int]:
         """Body, ETag and the max-age to send now."""
         now = self.authority.now()
-        tick = time.monotonic()
+        tick = self.monotonic()
         if tick - self._checked >= self.recheck or (self._change is not None
                                                     and now >= self._change):
             self._checked = tick
@@ -375,6 +377,7 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
     install_error_handlers(app, metrics, web.error_page if web is not None else None)
     app.state.authority = authority
     app.state.batcher = batcher
+    app.state.jwks_cache = jwks_cache
 
     async def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
                      ) -> ApiToken:

@@ -475,13 +475,15 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 
 def test_jwks_rechecks_the_keystore_at_most_once_per_interval(auth: Authority) -> None:
-    client = TestClient(create_app(auth, jwks_recheck=0.3))
+    app = create_app(auth, jwks_recheck=0.3)
+    ticks = [1000.0]
+    app.state.jwks_cache.monotonic = lambda: ticks[0]
+    client = TestClient(app)
     before = client.get("/.well-known/jwks.json").json()
     new = auth.keys.generate("Ed25519", actor="cli-user", channel="cli")
+    ticks[0] += 0.29
     assert client.get("/.well-known/jwks.json").json() == before  # within the interval
-    import time
-
-    time.sleep(0.35)
+    ticks[0] += 0.02
     assert new.kid in {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
 
 

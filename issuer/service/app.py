@@ -281,6 +281,7 @@ class JwksCache:
         self._change: int | None = None
         self.body = b""
         self.etag = ""
+        self._response: tuple[tuple[str, int], Response] | None = None
 
     def current(self) -> tuple[bytes, str, int]:
         """Body, ETag and the max-age to send now."""
@@ -299,6 +300,17 @@ class JwksCache:
         limit = self.authority.config.service.jwks_max_age
         max_age = limit if self._change is None else max(0, min(limit, self._change - now))
         return self.body, self.etag, max_age
+
+
+    def response(self, max_age: int) -> Response:
+        """The 200 response for :meth:`current`'s body and ``max_age``: built once per key
+        set and max-age, and sent as is to every request (nothing downstream alters it)."""
+        made = self._response
+        if made is None or made[0] != (self.etag, max_age):
+            response = Response(self.body, media_type=JWK_SET_TYPE, headers={
+                "ETag": self.etag, "Cache-Control": f"public, max-age={max_age}"})
+            made = self._response = ((self.etag, max_age), response)
+        return made[1]
 
 
 def etag_matches(header: str | None, etag: str) -> bool:
@@ -406,10 +418,10 @@ def create_app(authority: Authority, maintenance_interval: float = 60.0,
              responses={200: {"content": {JWK_SET_TYPE: {}}}, 304: {"description": "Not modified"}})
     async def jwks(request: Request) -> Response:
         body, etag, max_age = jwks_cache.current()
-        headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
         if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type=JWK_SET_TYPE, headers=headers)
+            return Response(status_code=304, headers={
+                "ETag": etag, "Cache-Control": f"public, max-age={max_age}"})
+        return jwks_cache.response(max_age)
 
     @app.get("/.well-known/software-statement-issuer", tags=["public"],
              summary="Issuer metadata: where verifiers find keys and endpoints")

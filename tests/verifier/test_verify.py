@@ -396,3 +396,16 @@ def test_metadata_is_checked_for_every_new_payload(auth: Authority) -> None:
         verify(signed_by_issuer(auth, good_payload(jti=f"j{i}")), jwks=auth.jwks(), issuer=ISS,
                clock=auth.clock)
     assert 0 < len(statement._METADATA_PASSED) <= statement._METADATA_PASSED_MAX
+
+
+def test_verify_signature_takes_a_parsed_token_and_keeps_to_the_callers_allow_list(
+        auth: Authority) -> None:
+    """What a CI token exchange relies on: the token parsed once is verified as parsed, and
+    only with the algorithms the caller allows (a CI ID token is RS256 or ES256), never the
+    statement defaults."""
+    from issuer.verifier.jose import parse_compact, verify_signature
+
+    parsed = parse_compact(minted(auth))  # ES256
+    assert json.loads(verify_signature(parsed, auth.jwks(), algorithms=("ES256",)))["iss"] == ISS
+    with pytest.raises(InvalidSoftwareStatement, match="alg 'ES256' is not allowed"):
+        verify_signature(parsed, auth.jwks(), algorithms=("RS256",))

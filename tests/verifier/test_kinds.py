@@ -219,3 +219,9 @@ def test_nesting_is_bounded_at_sixteen_levels_whatever_the_brackets_in_strings()
             strict_json(deeper, "payload")
     text = json.dumps({"note": "[{" * 500, "uris": [["x"]]}).encode()
     assert strict_json(text, "payload")["uris"] == [["x"]]
+    # What the verifier decodes is bytes: objects alone, arrays alone, both, each one level
+    # too deep, are refused there too.
+    for deeper in ('{"a":' * 17 + "1" + "}" * 17, "[" * 17 + "]" * 17,
+                   '{"a":[' * 9 + "1" + "]}" * 9):
+        with pytest.raises(InvalidSoftwareStatement, match="payload is nested deeper than 16"):
+            strict_json(deeper.encode(), "payload")

@@ -409,3 +409,21 @@ def test_verify_signature_takes_a_parsed_token_and_keeps_to_the_callers_allow_li
     assert json.loads(verify_signature(parsed, auth.jwks(), algorithms=("ES256",)))["iss"] == ISS
     with pytest.raises(InvalidSoftwareStatement, match="alg 'ES256' is not allowed"):
         verify_signature(parsed, auth.jwks(), algorithms=("RS256",))
+
+
+def test_a_signature_check_with_a_key_of_another_type_is_false_not_an_error(
+        auth: Authority) -> None:
+    """``select_keys`` only hands over keys that fit the alg; the signature check does not rely
+    on it: any other key type is simply not a match."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from issuer.verifier.jose import signature_valid
+
+    keys = {"EC": ec.generate_private_key(ec.SECP256R1()).public_key(),
+            "RSA": rsa.generate_private_key(65537, 2048).public_key(),
+            "OKP": ed25519.Ed25519PrivateKey.generate().public_key()}
+    for alg, own in (("ES256", "EC"), ("ES384", "EC"), ("RS256", "RSA"), ("PS256", "RSA"),
+                     ("Ed25519", "OKP"), ("EdDSA", "OKP"), ("HS256", None), ("none", None)):
+        for kind, key in keys.items():
+            if kind != own:
+                assert signature_valid(alg, key, b"a.b", b"\x00" * 64) is False, (alg, kind)

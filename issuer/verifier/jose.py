@@ -87,13 +87,13 @@ def json_depth(value: Any) -> int:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
-def strict_json(data: bytes | str, what: str) -> Any:
+def strict_json(data: bytes, what: str) -> Any:
     """JSON as RFC 8259 defines it, nested at most MAX_JSON_DEPTH deep, or a clean refusal:
     NaN and Infinity are refused, and a document nested thousands deep is refused before
     anything recurses over it."""
     try:
         # JSON in a JWS is UTF-8 (RFC 7519 section 7.2, RFC 8259 section 8.1).
-        value = _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
+        value = _DECODER.decode(data.decode("utf-8"))
     except RecursionError:
         raise invalid(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
@@ -103,11 +103,9 @@ def strict_json(data: bytes | str, what: str) -> Any:
     return value
 
 
-def _brackets(data: bytes | str) -> int:
+def _brackets(data: bytes) -> int:
     """How many arrays and objects ``data`` could open at most: a bound on its depth that
     costs far less than walking the parsed value (a statement has a handful)."""
-    if isinstance(data, str):
-        return data.count("[") + data.count("{")
     return data.count(b"[") + data.count(b"{")
 
 

@@ -210,18 +210,13 @@ def test_nesting_is_bounded_at_sixteen_levels_whatever_the_brackets_in_strings()
     from issuer.verifier.jose import MAX_JSON_DEPTH, strict_json
 
     assert MAX_JSON_DEPTH == 16
-    assert strict_json("[" * 16 + "]" * 16, "payload") == [[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]
-    objects = '{"a":' * 16 + "1" + "}" * 16
-    assert strict_json(objects.encode(), "payload")["a"]["a"]
-    for deeper in ("[" * 17 + "]" * 17, '{"a":' * 17 + "1" + "}" * 17,
-                   '{"a":[{"b":' + "[" * 14 + "]" * 14 + "}]}"):
+    assert strict_json(b"[" * 16 + b"]" * 16, "payload") == [[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]
+    objects = b'{"a":' * 16 + b"1" + b"}" * 16
+    assert strict_json(objects, "payload")["a"]["a"]
+    for deeper in (b"[" * 17 + b"]" * 17, b'{"a":' * 17 + b"1" + b"}" * 17,
+                   b'{"a":[' * 9 + b"1" + b"]}" * 9,
+                   b'{"a":[{"b":' + b"[" * 14 + b"]" * 14 + b"}]}"):
         with pytest.raises(InvalidSoftwareStatement, match="payload is nested deeper than 16"):
             strict_json(deeper, "payload")
     text = json.dumps({"note": "[{" * 500, "uris": [["x"]]}).encode()
     assert strict_json(text, "payload")["uris"] == [["x"]]
-    # What the verifier decodes is bytes: objects alone, arrays alone, both, each one level
-    # too deep, are refused there too.
-    for deeper in ('{"a":' * 17 + "1" + "}" * 17, "[" * 17 + "]" * 17,
-                   '{"a":[' * 9 + "1" + "]}" * 9):
-        with pytest.raises(InvalidSoftwareStatement, match="payload is nested deeper than 16"):
-            strict_json(deeper.encode(), "payload")

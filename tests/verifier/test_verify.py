@@ -20,7 +20,7 @@ from issuer.core.clock import FixedClock
 from issuer.core.encoding import b64url, b64url_decode
 from issuer.core.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
 from issuer.core.statements import MintRequest, encode_payload
-from issuer.verifier.jose import MAX_TOKEN_BYTES
+from issuer.verifier.jose import DEFAULT_LEEWAY, MAX_TOKEN_BYTES
 from issuer.verifier.statement import verify
 from tests.conftest import START, Cli, assert_one_line_error
 
@@ -55,6 +55,9 @@ def test_fresh_statement_verifies(auth: Authority) -> None:
     assert result.claims["software_version"] == "1.0"
     assert result.kid == auth.keystore.active().kid and result.alg == "ES256"
     assert result.digest == hashlib.sha256(token.encode()).hexdigest()
+    assert result.header == json.loads(b64url_decode(token.split(".")[0]))
+    assert result.claims == json.loads(b64url_decode(token.split(".")[1]))
+    assert result.issuer == ISS
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "PS256", "RS256", "Ed25519"])
@@ -458,3 +461,32 @@ def test_malformed_tokens_are_refused_for_what_is_wrong(token: str, text: str) -
     with pytest.raises(InvalidSoftwareStatement, match=re.escape(text)):
         verify(token, jwks={"keys": []}, issuer=ISS, clock=FixedClock(START))
 
+
+@pytest.mark.parametrize("leeway", [DEFAULT_LEEWAY, 0, 300])
+def test_times_hold_to_the_second_at_the_leeway(auth: Authority, leeway: int) -> None:
+    """RFC 7519 sections 4.1.4-4.1.6: refused from exp on, before nbf and with iat in the
+    future, each allowing ``leeway`` seconds of clock skew and not one more."""
+    def check(payload: dict[str, Any], now: int) -> None:
+        verify(signed_by_issuer(auth, payload), jwks=auth.jwks(), issuer=ISS, leeway=leeway,
+               clock=FixedClock(now))
+
+    exp = START + 3600
+    check(good_payload(), exp + leeway - 1)
+    with pytest.raises(InvalidSoftwareStatement, match=f"expired at {exp} "):
+        check(good_payload(), exp + leeway)
+    check(good_payload(iat=START + leeway), START)
+    with pytest.raises(InvalidSoftwareStatement, match="issued in the future"):
+        check(good_payload(iat=START + leeway + 1), START)
+    check(good_payload(nbf=START + leeway), START)
+    with pytest.raises(InvalidSoftwareStatement, match=f"not valid before {START + leeway + 1} "):
+        check(good_payload(nbf=START + leeway + 1), START)
+
+
+def test_check_times_requires_exp_unless_told_not_to() -> None:
+    """``check_times`` is public: on its own, as in ``verify``, a statement without ``exp``
+    never passes unless the caller opts out (RFC 7519 section 4.1.4)."""
+    from issuer.verifier.statement import check_times
+
+    with pytest.raises(InvalidSoftwareStatement, match="claim 'exp' is missing"):
+        check_times({"iat": START}, START, DEFAULT_LEEWAY)
+    check_times({"iat": START}, START, DEFAULT_LEEWAY, require_exp=False)

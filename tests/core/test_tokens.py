@@ -136,3 +136,116 @@ def test_rotate_keeps_name_and_scope_and_kills_the_old_secret(cli: Cli, auth: Au
     cli("tokens", "revoke", "ci")
     assert_one_line_error(cli("tokens", "rotate", "ci"), 1, "revoked")
     assert_one_line_error(cli("tokens", "rotate", "ghost"), 1, "no token named 'ghost'")
+
+
+def test_each_role_has_exactly_its_scope(auth: Authority) -> None:
+    """docs/http-api.md: a minter mints only the templates it names and reads no audit
+    records; an auditor reads them and mints nothing; an admin does both."""
+    from issuer.core.errors import InsufficientScope
+    from issuer.core.tokens import require_audit, require_mint
+
+    made = {role: auth.tokens.create(f"t-{role}", role=role, rate_limit=None, actor="t",
+                                     channel="cli", now=auth.now(),
+                                     templates=["mcp-connector"] if role == "minter" else [])[0]
+            for role in ("minter", "auditor", "admin")}
+    minter, auditor, admin = made["minter"], made["auditor"], made["admin"]
+    assert minter.may_mint("mcp-connector") and not minter.may_mint("desktop-agent")
+    assert not minter.may_audit()
+    assert not auditor.may_mint("mcp-connector") and auditor.may_audit()
+    assert admin.may_mint("mcp-connector") and admin.may_mint("desktop-agent")
+    assert admin.may_audit()
+    require_mint(minter, "mcp-connector")
+    require_mint(admin, "anything")
+    require_audit(auditor)
+    require_audit(admin)
+    # a near miss is suggested only from the token's own templates
+    with pytest.raises(InsufficientScope, match=r"may not mint template 'mcp-conector'; did you "
+                                                r"mean 'mcp-connector'\?"):
+        require_mint(minter, "mcp-conector")
+    with pytest.raises(InsufficientScope, match=r"may not mint template 'desktop-agnt'$"):
+        require_mint(minter, "desktop-agnt")
+    with pytest.raises(InsufficientScope, match="'t-auditor' \\(auditor\\) may not mint"):
+        require_mint(auditor, "mcp-connector")
+    with pytest.raises(InsufficientScope, match="'t-minter' \\(minter\\) may not read audit"):
+        require_audit(minter)
+
+
+def test_a_token_rate_limit_overrides_the_default(auth: Authority) -> None:
+    from issuer.core.config import RateLimit
+
+    default = RateLimit(600, 60)
+    own, _ = auth.tokens.create("own", role="auditor", templates=[], rate_limit="5/minute",
+                                actor="t", channel="cli", now=auth.now())
+    unlimited, _ = auth.tokens.create("free", role="auditor", templates=[],
+                                      rate_limit="unlimited", actor="t", channel="cli",
+                                      now=auth.now())
+    inherits, _ = auth.tokens.create("std", role="auditor", templates=[], rate_limit=None,
+                                     actor="t", channel="cli", now=auth.now())
+    assert own.limit(default) == RateLimit(5, 60)
+    assert unlimited.limit(default) is None
+    assert inherits.limit(default) == default and inherits.limit(None) is None
+
+
+def test_the_right_id_with_another_secret_is_refused(auth: Authority) -> None:
+    """The id only finds the row; the secret must hash to what is stored (compared in
+    constant time), whatever token it belongs to."""
+    _, secret = auth.tokens.create("ci", role="admin", templates=[], rate_limit=None,
+                                   actor="t", channel="cli", now=auth.now())
+    _, other = auth.tokens.create("other", role="auditor", templates=[], rate_limit=None,
+                                  actor="t", channel="cli", now=auth.now())
+    token_id = secret.split(".")[0]
+    flipped = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    for presented in (flipped, token_id + "." + other.split(".")[1]):
+        with pytest.raises(InvalidToken, match="the bearer token is not valid"):
+            auth.tokens.authenticate(presented, auth.now())
+    assert auth.tokens.authenticate(secret, auth.now()).name == "ci"
+    assert auth.tokens.get("ci").last_used_at == auth.now()
+    assert auth.tokens.get("other").last_used_at is None
+    with pytest.raises(InvalidToken, match=r"malformed \(expected ssi_<id>\.<secret>\)"):
+        auth.tokens.authenticate(secret + "x", auth.now())
+
+
+def test_rotation_keeps_or_sets_the_lifetime(auth: Authority, clock: FixedClock) -> None:
+    """A token that never expires still never expires after ``tokens rotate``; an explicit
+    lifetime replaces the old one, counted from the rotation."""
+    auth.tokens.create("forever", role="auditor", templates=[], rate_limit=None, actor="t",
+                       channel="cli", now=auth.now())
+    auth.tokens.create("week", role="auditor", templates=[], rate_limit=None, actor="t",
+                       channel="cli", now=auth.now(), expires_in=7 * 86400)
+    clock.advance(3600)
+    token, secret = auth.tokens.rotate("forever", actor="t", channel="cli", now=auth.now())
+    assert token.expires_at is None and token.rotated_at == auth.now()
+    assert auth.tokens.authenticate(secret, auth.now() + 10 * 365 * 86400).name == "forever"
+    token, _ = auth.tokens.rotate("week", actor="t", channel="cli", now=auth.now(),
+                                  expires_in=86400)
+    assert token.expires_at == auth.now() + 86400
+    token, _ = auth.tokens.rotate("forever", actor="t", channel="cli", now=auth.now(),
+                                  expires_in=600)
+    assert token.expires_at == auth.now() + 600
+
+
+def test_an_exchanged_token_keeps_its_publisher_and_origin_and_is_never_rotated(
+        auth: Authority) -> None:
+    """A CI token exchange issues a short-lived minter token; read back from the store it
+    still names its publisher and origin, so it can't be rotated into a long-lived one, and
+    the same CI token (issuer, jti) is accepted once."""
+    from issuer.core.errors import Conflict, InvalidGrant
+
+    origin = {"provenance": "https://ci.example/run/1", "repository": "acme/app",
+              "ci_claims": {"sub": "repo:acme/app"}}
+    made, secret = auth.tokens.exchange(
+        publisher="acme", templates=["mcp-connector"], lifetime=600,
+        ci_issuer="https://ci.example", ci_jti="j1", ci_exp=auth.now() + 300, origin=origin,
+        event={"ci": "test"}, now=auth.now())
+    stored = auth.tokens.get(made.name)
+    assert (stored.publisher, stored.origin, stored.expires_at) == ("acme", origin,
+                                                                    auth.now() + 600)
+    assert (stored.created_by, stored.role, stored.templates) == ("publisher:acme", "minter",
+                                                                  ("mcp-connector",))
+    assert auth.tokens.authenticate(secret, auth.now()).origin == origin
+    with pytest.raises(Conflict, match="came from a CI token exchange"):
+        auth.tokens.rotate(made.name, actor="t", channel="cli", now=auth.now())
+    with pytest.raises(InvalidGrant, match="already exchanged"):
+        auth.tokens.exchange(publisher="acme", templates=["mcp-connector"], lifetime=600,
+                             ci_issuer="https://ci.example", ci_jti="j1",
+                             ci_exp=auth.now() + 300, origin=origin, event={}, now=auth.now())

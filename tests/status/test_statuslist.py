@@ -286,6 +286,11 @@ def test_size_must_match_the_byte_array() -> None:
     with pytest.raises(StatusListError, match="beyond its size"):
         StatusList.decode(lst, 1, 15)
     assert StatusList.decode(b64url(zlib.compress(b"\x00\x7f")), 1, 15).get(14) == 1
+    # the JSON form passes the size on (the mutants that dropped it read 16 entries)
+    assert StatusList.from_json({"bits": 1, "lst": lst}, 16).size == 16
+    for size in (8, 15, 100):
+        with pytest.raises(StatusListError, match="expected|beyond its size"):
+            StatusList.from_json({"bits": 1, "lst": lst}, size)
     for bad_size in (-1, True, "16", 1.5):
         with pytest.raises(StatusListError, match="size"):
             StatusList.decode(lst, 1, bad_size)  # type: ignore[arg-type]
@@ -353,6 +358,12 @@ def test_cap_is_configurable_and_inclusive() -> None:
     # A declared size beyond the cap is refused before anything is inflated.
     with pytest.raises(StatusListError, match="exceeds the cap"):
         StatusList.decode(lst, 8, 1001, max_bytes=1000)
+    assert StatusList.decode(lst, 8, 1000, max_bytes=1000).size == 1000  # the cap is inclusive
+    # zero is a size and a cap like any other: an empty list fits a cap of nothing
+    empty = b64url(zlib.compress(b""))
+    assert StatusList.decode(empty, 1, 0, max_bytes=0).size == 0
+    assert StatusList.decode(empty, 8, max_bytes=0).size == 0
+    assert StatusList(0, 1).size == 0 and StatusList.from_bytes(b"", 1, 0).size == 0
     with pytest.raises(StatusListError, match="max_bytes"):
         StatusList.decode(lst, 8, max_bytes=-1)
 

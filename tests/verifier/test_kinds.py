@@ -18,6 +18,7 @@ from issuer.core.encoding import b64url, b64url_decode
 from issuer.core.errors import InvalidClientMetadata, InvalidSoftwareStatement, IssuerError
 from issuer.core.statements import MintRequest, encode_payload
 from issuer.verifier import Registrar, RegistrationPolicy, StatementVerifier, TrustedIssuer, verify
+from issuer.verifier.jose import MAX_JSON_DEPTH, json_depth
 from tests.conftest import START, Cli, assert_one_line_error
 
 ISS = "https://issuer.example.com"
@@ -151,6 +152,35 @@ def test_hostile_tokens_are_coded_and_recorded(auth: Authority, token: str, text
                           "error_description": decisions[0]["error_description"]}]
     with pytest.raises(InvalidSoftwareStatement, match=text):
         verify(token, jwks=auth.jwks(), issuer=ISS)
+
+
+def nested(depth: int) -> Any:
+    """A JSON value ``depth`` levels deep: objects and arrays, alternating."""
+    value: Any = "leaf"
+    for level in range(depth):
+        value = {"n": value} if level % 2 else [value]
+    return value
+
+
+def test_json_depth_counts_objects_and_arrays() -> None:
+    assert [json_depth(nested(d)) for d in range(5)] == [0, 1, 2, 3, 4]
+    assert json_depth({"a": 1, "b": [[], {"c": [2]}]}) == 4
+
+
+def test_json_nested_to_the_limit_verifies_and_one_level_more_is_refused() -> None:
+    """MAX_JSON_DEPTH is the deepest a header or payload may nest, counting the top object."""
+    at_limit, jwks = _signed({}, {**GOOD, "x": nested(MAX_JSON_DEPTH - 1)})
+    assert verify(at_limit, jwks=jwks, issuer=ISS, clock=FixedClock(START))
+    deeper, jwks = _signed({}, {**GOOD, "x": nested(MAX_JSON_DEPTH)})
+    with pytest.raises(InvalidSoftwareStatement,
+                       match=f"payload is nested deeper than {MAX_JSON_DEPTH} levels"):
+        verify(deeper, jwks=jwks, issuer=ISS, clock=FixedClock(START))
+    # the header too (not signed here: at the limit it fails only at the signature)
+    for depth, text in ((MAX_JSON_DEPTH, "signature does not verify"),
+                        (MAX_JSON_DEPTH + 1, "header is nested deeper")):
+        header = json.dumps({"alg": "ES256", "kid": "k1", "x": nested(depth - 1)})
+        with pytest.raises(InvalidSoftwareStatement, match=text):
+            verify(_raw(header, json.dumps(GOOD)), jwks=jwks, issuer=ISS, clock=FixedClock(START))
 
 
 @pytest.mark.parametrize("value", [1e400, -1e400])

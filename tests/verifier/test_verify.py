@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from jwt.algorithms import OKPAlgorithm
 
 from issuer.core.authority import Authority
 from issuer.core.clock import FixedClock
-from issuer.core.encoding import b64url
+from issuer.core.encoding import b64url, b64url_decode
 from issuer.core.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
 from issuer.core.statements import MintRequest, encode_payload
+from issuer.verifier.jose import DEFAULT_LEEWAY, MAX_TOKEN_BYTES
 from issuer.verifier.statement import verify
 from tests.conftest import START, Cli, assert_one_line_error
 
@@ -53,6 +55,9 @@ def test_fresh_statement_verifies(auth: Authority) -> None:
     assert result.claims["software_version"] == "1.0"
     assert result.kid == auth.keystore.active().kid and result.alg == "ES256"
     assert result.digest == hashlib.sha256(token.encode()).hexdigest()
+    assert result.header == json.loads(b64url_decode(token.split(".")[0]))
+    assert result.claims == json.loads(b64url_decode(token.split(".")[1]))
+    assert result.issuer == ISS
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "PS256", "RS256", "Ed25519"])
@@ -427,3 +432,179 @@ def test_a_signature_check_with_a_key_of_another_type_is_false_not_an_error(
         for kind, key in keys.items():
             if kind != own:
                 assert signature_valid(alg, key, b"a.b", b"\x00" * 64) is False, (alg, kind)
+
+
+@pytest.mark.parametrize(("alg", "member"), [("ES256", "d"), ("Ed25519", "d"), ("RS256", "d"),
+                                             ("RS256", "oth")])
+def test_private_members_published_by_mistake_are_never_imported(auth: Authority, alg: str,
+                                                                  member: str) -> None:
+    """A verifier needs only the public key (RFC 7517 section 4): private members a JWKS
+    carries by mistake, here junk that no key library would import, are dropped first."""
+    auth.keys.generate(alg, activate=True, actor="t", channel="cli", rsa_bits=2048)
+    token = minted(auth)
+    kid = auth.keystore.active().kid
+    junk: object = [{"r": "AQAB", "d": "AQAB", "t": "AQAB"}] if member == "oth" else "AQAB"
+    jwks = {"keys": [{**k, member: junk} if k["kid"] == kid else k for k in auth.jwks()["keys"]]}
+    assert verify(token, jwks=jwks, issuer=ISS, clock=auth.clock).kid == kid
+
+
+#: The prime of the P-256 field (SEC 2 section 2.4.2): (x, P256_PRIME - y) is the negated point.
+P256_PRIME = 2 ** 256 - 2 ** 224 + 2 ** 192 + 2 ** 96 - 1
+
+
+@pytest.mark.parametrize(("alg", "member"), [("ES256", "y"), ("Ed25519", "x"), ("RS256", "n"),
+                                             ("RS256", "e")])
+def test_a_key_changed_in_one_member_under_the_same_kid_is_not_taken_from_the_cache(
+        auth: Authority, alg: str, member: str) -> None:
+    """The import cache is keyed by every public member: another key that shares all but one
+    of them (the negated EC point shares x, an RSA key with another e shares n) is imported
+    afresh and does not verify what the cached key signed."""
+    auth.keys.generate(alg, activate=True, actor="t", channel="cli", rsa_bits=2048)
+    token = minted(auth)
+    assert verify(token, jwks=auth.jwks(), issuer=ISS, clock=auth.clock)  # cached now
+    kid = auth.keystore.active().kid
+    jwk = next(k for k in auth.jwks()["keys"] if k["kid"] == kid)
+    if member == "y":
+        y = int.from_bytes(b64url_decode(jwk["y"]), "big")
+        value = b64url((P256_PRIME - y).to_bytes(32, "big"))
+    elif member == "e":
+        value = b64url((3).to_bytes(1, "big"))
+    else:
+        other = auth.keys.generate(alg, actor="t", channel="cli", rsa_bits=2048)
+        value = next(k for k in auth.jwks()["keys"] if k["kid"] == other.kid)[member]
+    assert value != jwk[member]
+    with pytest.raises(InvalidSoftwareStatement,
+                       match=f"signature does not verify with key '{kid}'$"):
+        verify(token, jwks={"keys": [{**jwk, member: value}]}, issuer=ISS, clock=auth.clock)
+
+
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
+def test_a_short_rsa_key_never_verifies_even_a_real_signature() -> None:
+    """RFC 7518 section 3.3: RSA keys of 2048 bits or more. A token really signed by a
+    1024-bit key is refused for the key's size, not for its signature."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    numbers = private.public_key().public_numbers()
+    jwk = {"kty": "RSA", "kid": "short", "n": b64url(numbers.n.to_bytes(128, "big")),
+           "e": b64url(numbers.e.to_bytes(3, "big"))}
+    signing_input = forge({"alg": "RS256", "kid": "short"}, good_payload()).rsplit(".", 1)[0]
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(InvalidSoftwareStatement, match="RSA key 'short' is shorter than 2048 bits"):
+        verify(signing_input + "." + b64url(signature), jwks={"keys": [jwk]}, issuer=ISS,
+               clock=FixedClock(START))
+
+
+@pytest.mark.parametrize("jwk", [
+    {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"},  # not a point of the curve
+    {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"},  # not 32 bytes
+    {"kty": "RSA", "n": "AQAB"},  # no e
+])
+def test_a_broken_jwk_is_a_clean_refusal(jwk: dict[str, Any]) -> None:
+    alg = {"EC": "ES256", "OKP": "Ed25519", "RSA": "RS256"}[jwk["kty"]]
+    with pytest.raises(InvalidSoftwareStatement,
+                       match="key 'bad' in the issuer's JWKS is not a valid JWK"):
+        verify(forge({"alg": alg, "kid": "bad"}, good_payload(), b"x"),
+               jwks={"keys": [{**jwk, "kid": "bad"}]}, issuer=ISS, clock=FixedClock(START))
+
+
+def test_a_key_on_another_curve_does_not_fit_the_alg(auth: Authority) -> None:
+    """RFC 7518 section 3.4: ES256 is P-256. A P-384 key, the right kty on the wrong curve,
+    is not a candidate for an ES256 header (nor a P-256 key for ES384), even in a JWKS whose
+    keys declare no "alg" (it is optional: RFC 7517 section 4.4)."""
+    p384 = auth.keys.generate("ES384", actor="t", channel="cli")
+    p256 = auth.keystore.active().kid
+    jwks = {"keys": [{m: v for m, v in k.items() if m != "alg"} for k in auth.jwks()["keys"]]}
+    for alg, kid in (("ES256", p384.kid), ("ES384", p256)):
+        with pytest.raises(InvalidSoftwareStatement, match=f"key '{kid}' can't verify alg {alg}"):
+            verify(forge({"alg": alg, "kid": kid}, good_payload(), b"x"), jwks=jwks,
+                   issuer=ISS, clock=auth.clock)
+
+
+def test_a_key_declared_with_the_polymorphic_eddsa_name_verifies_ed25519(auth: Authority) -> None:
+    """RFC 9864 section 2.2: "EdDSA" on an Ed25519 key (older issuers publish it) is the same
+    algorithm as the fully-specified "Ed25519" a token names."""
+    auth.keys.generate("Ed25519", activate=True, actor="t", channel="cli")
+    token = minted(auth)
+    assert json.loads(b64url_decode(token.split(".")[0]))["alg"] == "Ed25519"
+    jwks = {"keys": [{**k, "alg": "EdDSA"} if k.get("crv") == "Ed25519" else k
+                     for k in auth.jwks()["keys"]]}
+    assert verify(token, jwks=jwks, issuer=ISS, clock=auth.clock).alg == "Ed25519"
+
+
+@pytest.mark.parametrize("jwks", [[], ["keys"], "keys", None, {"keys": {}}, {}])
+def test_a_jwks_that_is_not_a_key_set_is_a_clean_refusal(auth: Authority, jwks: Any) -> None:
+    with pytest.raises(InvalidSoftwareStatement, match="the issuer's JWKS has no 'keys' array"):
+        verify(minted(auth), jwks=jwks, issuer=ISS, clock=auth.clock)
+
+
+def test_a_token_without_kid_verifies_with_any_key_that_fits() -> None:
+    """Without ``kid`` every key of the JWKS that fits the alg is tried (RFC 7515 section
+    4.1.4 makes ``kid`` optional), not only the first."""
+    from joserfc import jws
+    from joserfc.jwk import ECKey
+
+    first, second = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
+    jwks = {"keys": [first.as_dict(private=False), second.as_dict(private=False)]}
+    token = jws.serialize_compact({"alg": "ES256"}, encode_payload(good_payload()), second)
+    assert verify(token, jwks=jwks, issuer=ISS, clock=FixedClock(START)).kid is None
+    forged = jws.serialize_compact({"alg": "ES256"}, encode_payload(good_payload()),
+                                   ECKey.generate_key("P-256"))
+    with pytest.raises(InvalidSoftwareStatement, match="signature does not verify$"):
+        verify(forged, jwks=jwks, issuer=ISS, clock=FixedClock(START))
+
+
+@pytest.mark.parametrize("kid", [7, ["k"], {"kid": "k"}, True])
+def test_a_kid_that_is_not_a_string_is_refused(auth: Authority, kid: Any) -> None:
+    """RFC 7515 section 4.1.4: ``kid`` is a string. Even a JWKS that (wrongly) holds the very
+    same non-string kid does not match it."""
+    jwks = {"keys": [{**k, "kid": kid} for k in auth.jwks()["keys"]]}
+    with pytest.raises(InvalidSoftwareStatement, match="kid is not a string"):
+        verify(forge({"alg": "ES256", "kid": kid}, good_payload(), b"x"), jwks=jwks, issuer=ISS,
+               clock=auth.clock)
+
+
+@pytest.mark.parametrize(("token", "text"), [
+    ("x" * MAX_TOKEN_BYTES, "not a compact JWS"),  # at the limit: refused for its shape only
+    ("x" * (MAX_TOKEN_BYTES + 1), f"longer than {MAX_TOKEN_BYTES} bytes"),
+    (" e30.b.c\n", "payload is not base64url"),  # surrounding whitespace is not in the token
+    ("é.b.c", "non-ASCII"),
+    (".b.c", "header.payload.signature"),
+    ("a..c", "header.payload.signature"),
+    (b64url(b"[1]") + ".e30.c2ln", "header is not a JSON object"),
+    ("e30." + b64url(b'"x"') + ".c2ln", "payload is not a JSON object"),
+])
+def test_malformed_tokens_are_refused_for_what_is_wrong(token: str, text: str) -> None:
+    with pytest.raises(InvalidSoftwareStatement, match=re.escape(text)):
+        verify(token, jwks={"keys": []}, issuer=ISS, clock=FixedClock(START))
+
+
+@pytest.mark.parametrize("leeway", [DEFAULT_LEEWAY, 0, 300])
+def test_times_hold_to_the_second_at_the_leeway(auth: Authority, leeway: int) -> None:
+    """RFC 7519 sections 4.1.4-4.1.6: refused from exp on, before nbf and with iat in the
+    future, each allowing ``leeway`` seconds of clock skew and not one more."""
+    def check(payload: dict[str, Any], now: int) -> None:
+        verify(signed_by_issuer(auth, payload), jwks=auth.jwks(), issuer=ISS, leeway=leeway,
+               clock=FixedClock(now))
+
+    exp = START + 3600
+    check(good_payload(), exp + leeway - 1)
+    with pytest.raises(InvalidSoftwareStatement, match=f"expired at {exp} "):
+        check(good_payload(), exp + leeway)
+    check(good_payload(iat=START + leeway), START)
+    with pytest.raises(InvalidSoftwareStatement, match="issued in the future"):
+        check(good_payload(iat=START + leeway + 1), START)
+    check(good_payload(nbf=START + leeway), START)
+    with pytest.raises(InvalidSoftwareStatement, match=f"not valid before {START + leeway + 1} "):
+        check(good_payload(nbf=START + leeway + 1), START)
+
+
+def test_check_times_requires_exp_unless_told_not_to() -> None:
+    """``check_times`` is public: on its own, as in ``verify``, a statement without ``exp``
+    never passes unless the caller opts out (RFC 7519 section 4.1.4)."""
+    from issuer.verifier.statement import check_times
+
+    with pytest.raises(InvalidSoftwareStatement, match="claim 'exp' is missing"):
+        check_times({"iat": START}, START, DEFAULT_LEEWAY)
+    check_times({"iat": START}, START, DEFAULT_LEEWAY, require_exp=False)

@@ -275,12 +275,13 @@ def test_editing_a_statement_record_is_caught(logged: Path, cli: Cli) -> None:
     assert_one_line_error(cli("audit", "verify"), 1, "column 'software_version' differs")
 
 
-def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Path,
-                                                                     cli: Cli) -> None:
+@pytest.mark.parametrize("idx", [0, 7])  # 0: before the first checkpoint, blamed from 0
+def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Path, cli: Cli,
+                                                                     idx: int) -> None:
     """Edit an entry and recompute every stored hash consistently: only the signed
     checkpoints, which need the log key, still tell."""
     conn = db(logged)
-    conn.execute("UPDATE events SET actor = 'mallory' WHERE idx = 7")
+    conn.execute("UPDATE events SET actor = 'mallory' WHERE idx = ?", (idx,))
     rows = conn.execute("SELECT idx, time, type, actor, channel, subject, data FROM events "
                         "ORDER BY idx").fetchall()
     conn.execute("DELETE FROM log_nodes")
@@ -293,7 +294,7 @@ def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Pat
                      [(lvl, i, h) for (lvl, i), h in store.nodes.items()])
     conn.commit()
     assert_one_line_error(cli("audit", "verify"), 1, "do not match the checkpoint signed at tree size",
-                          "first bad index is at or after 7")
+                          f"first bad index is at or after {idx}")
 
 
 def test_wholesale_rewrite_with_the_log_key_fails_an_old_checkpoint(logged: Path, cli: Cli,

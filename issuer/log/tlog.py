@@ -370,13 +370,12 @@ class VerifyReport:
     checkpoints: int = 0
     tree_size: int = 0
     root_hash: bytes = b""
-    statements: int = 0
     consistent_with: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"entries": self.entries, "checkpoints_compared": self.checkpoints,
                 "tree_size": self.tree_size, "root_hash": b64(self.root_hash),
-                "statements": self.statements, "consistent_with": self.consistent_with}
+                "consistent_with": self.consistent_with}
 
 
 def _rows(conn: Sql, sql: str) -> Iterator[tuple[Any, ...]]:

@@ -349,8 +349,13 @@ def test_sign_note_signer_rules() -> None:
         sign_note("x\n", [])
     with pytest.raises(NoteError, match="share"):
         sign_note("x\n", [ALICE, NoteSigner(ALICE.name, bytes(range(32)))])
+    signers = [NoteSigner(f"k{i}", bytes([i]) * 32) for i in range(MAX_SIGNATURES + 1)]
     with pytest.raises(NoteError, match="at most"):
-        sign_note("x\n", [NoteSigner(f"k{i}", bytes([i]) * 32) for i in range(101)])
+        sign_note("x\n", signers)
+    # The limit is inclusive on both sides: 100 signatures are signed, and open.
+    hundred = signers[:MAX_SIGNATURES]
+    opened = open_note(sign_note("x\n", hundred), [s.verifier() for s in hundred])
+    assert len(opened.verified_signatures) == MAX_SIGNATURES
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -425,6 +430,14 @@ def test_signer_value_object() -> None:
         NoteSigner("a", b"short")
 
 
+@pytest.mark.parametrize("public_key", [ALICE.public_key[:31], ALICE.public_key + b"\0",
+                                        ALICE.public_key.hex()[:32],
+                                        bytearray(ALICE.public_key)])
+def test_verifier_public_key_is_32_bytes(public_key: Any) -> None:
+    with pytest.raises(NoteError, match="must be 32 bytes"):
+        NoteVerifier(ALICE.name, public_key)
+
+
 def test_verify_rejects_wrong_lengths() -> None:
     verifier = ALICE.verifier()
     line = ALICE.signature_line("x\n")
@@ -452,6 +465,13 @@ def test_checkpoint_body_and_round_trip() -> None:
         verify_checkpoint(note, log.verifier(), "example.com/other")
     with pytest.raises(UnverifiedNoteError):
         verify_checkpoint(note, ALICE.verifier())
+
+
+def test_checkpoint_extensions_given_as_a_list_are_stored_as_a_tuple() -> None:
+    listed = Checkpoint("example.com/log", 42, ROOT, ["ext"])  # type: ignore[arg-type]
+    assert listed.extensions == ("ext",)
+    assert listed == Checkpoint("example.com/log", 42, ROOT, ("ext",))
+    assert len({listed, parse_checkpoint(listed.body())}) == 1  # a value: hashable, equal
 
 
 def test_verify_checkpoint_refuses_a_signed_non_checkpoint() -> None:

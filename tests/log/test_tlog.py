@@ -19,10 +19,17 @@ with warnings.catch_warnings():
 from issuer.core.authority import Authority
 from issuer.core.clock import FixedClock
 from issuer.core.encoding import canonical_json
-from issuer.core.errors import IssuerError, UnusableDatabase
+from issuer.core.errors import IssuerError, NotFound, UnusableDatabase
 from issuer.core.statements import MintRequest
 from issuer.log import merkle
-from issuer.log.note import NoteVerifier, open_note, parse_checkpoint
+from issuer.log.note import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    open_note,
+    parse_checkpoint,
+    sign_checkpoint,
+)
 from issuer.log.tlog import (
     LogVerificationError,
     verify_consistency_offline,
@@ -108,8 +115,83 @@ def test_clean_log_verifies(auth: Authority, cli: Cli, tmp_path: Path) -> None:
     mint_some(auth, 2)
     again = cli("audit", "verify", "--checkpoint", str(kept), "--json")
     assert again.exit_code == 0, again.stderr
-    assert json.loads(again.stdout)["consistent_with"] == [parse_checkpoint(
+    body = json.loads(again.stdout)
+    assert set(body) == {"ok", "checks", "entries", "checkpoints_compared", "tree_size",
+                         "root_hash", "consistent_with"}
+    assert body["consistent_with"] == [parse_checkpoint(
         kept.read_text().split("\n\n")[0] + "\n").size]
+    # What an auditor compares with the checkpoint it keeps: the recomputed size and root.
+    head = auth.log.latest()[0]
+    compared = auth.audit.conn.execute("SELECT COUNT(*) FROM log_checkpoints").fetchone()[0]
+    assert (body["entries"], body["tree_size"], body["root_hash"], body["checkpoints_compared"]
+            ) == (head.size, head.size, base64.b64encode(head.root_hash).decode(), compared)
+
+
+def test_kept_checkpoints_are_checked_in_size_order_whatever_order_they_come_in(
+        auth: Authority) -> None:
+    kept = []
+    for _ in range(3):
+        mint_some(auth, 2)
+        kept.append(auth.log.latest())
+    sizes = [head.size for head, _ in kept]
+    report = verify_log(auth.log, [note for _, note in reversed(kept)])
+    assert report.consistent_with == sizes and report.tree_size == sizes[-1]
+
+
+def test_kept_checkpoints_of_the_first_trees(auth: Authority) -> None:
+    """Every log extends the empty tree, so a kept checkpoint of size 0 claims nothing to check;
+    one of size 1 is compared like any other."""
+    signer = auth.keystore.log_signer()
+    mint_some(auth, 1)
+    kept = [sign_checkpoint(signer, Checkpoint(auth.log.origin, size,
+                                               merkle.root(auth.log.store, size)))
+            for size in (0, 1)]
+    assert verify_log(auth.log, kept).consistent_with == [1]
+
+
+def test_proofs_at_the_edges_of_the_tree(auth: Authority) -> None:
+    mint_some(auth, 2)
+    head, note = auth.log.latest()
+    key = auth.log.verifier.verifier_key()
+    # The first entry has a proof like any other.
+    proof = auth.log.inclusion(0, auth.audit.entry(0))
+    assert (proof.log_index, proof.tree_size, proof.checkpoint) == (0, head.size, note)
+    assert verify_inclusion_offline(proof.checkpoint, key, proof.entry, 0,
+                                    list(proof.hashes)).size == head.size
+    # An index at the tree size is not in the tree: NotFound (404), not a failed assertion.
+    with pytest.raises(NotFound, match="not in the tree"):
+        auth.log.inclusion(head.size, b"")
+    # first == second is allowed (docs/http-api.md): SUBPROOF(m, D_m, true) is empty
+    # (RFC 9162 section 2.1.4.1), and the two equal checkpoints verify with it.
+    assert auth.log.consistency(head.size, head.size) == []
+    verify_consistency_offline(note, note, key, [])
+
+
+def test_offline_verification_pins_the_origin_to_the_log_key_name() -> None:
+    """A checkpoint is the log's only when its origin line is the log key's name (C2SP
+    tlog-checkpoint): the log key signing a checkpoint of another origin proves nothing here."""
+    signer = NoteSigner("issuer.example.com/issuance-log", bytes(range(32)))
+    key, other = signer.verifier_key(), "elsewhere.example/issuance-log"
+    store, size = merkle.MemoryNodeStore(), 0
+    entries = [f"entry {i}".encode() for i in range(5)]
+    for entry in entries:
+        size = merkle.append(store, size, entry)
+
+    def signed(origin: str, tree_size: int) -> str:
+        return sign_checkpoint(signer, Checkpoint(origin, tree_size, merkle.root(store, tree_size)))
+
+    consistency = merkle.consistency_proof(store, 3, 5)
+    inclusion = merkle.inclusion_proof(store, 2, 5)
+    verify_consistency_offline(signed(signer.name, 3), signed(signer.name, 5), key, consistency)
+    verify_inclusion_offline(signed(signer.name, 5), key, entries[2], 2, inclusion)
+    for old, new in ((other, signer.name), (signer.name, other)):
+        with pytest.raises(LogVerificationError, match="is not the expected"):
+            verify_consistency_offline(signed(old, 3), signed(new, 5), key, consistency)
+    with pytest.raises(LogVerificationError, match="is not the expected"):
+        verify_inclusion_offline(signed(other, 5), key, entries[2], 2, inclusion)
+    with pytest.raises(LogVerificationError, match="is not the expected"):
+        verify_leaf_inclusion_offline(signed(other, 5), key, merkle.leaf_hash(entries[2]), 2,
+                                      inclusion)
 
 
 @pytest.fixture
@@ -193,12 +275,13 @@ def test_editing_a_statement_record_is_caught(logged: Path, cli: Cli) -> None:
     assert_one_line_error(cli("audit", "verify"), 1, "column 'software_version' differs")
 
 
-def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Path,
-                                                                     cli: Cli) -> None:
+@pytest.mark.parametrize("idx", [0, 7])  # 0: before the first checkpoint, blamed from 0
+def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Path, cli: Cli,
+                                                                     idx: int) -> None:
     """Edit an entry and recompute every stored hash consistently: only the signed
     checkpoints, which need the log key, still tell."""
     conn = db(logged)
-    conn.execute("UPDATE events SET actor = 'mallory' WHERE idx = 7")
+    conn.execute("UPDATE events SET actor = 'mallory' WHERE idx = ?", (idx,))
     rows = conn.execute("SELECT idx, time, type, actor, channel, subject, data FROM events "
                         "ORDER BY idx").fetchall()
     conn.execute("DELETE FROM log_nodes")
@@ -211,7 +294,7 @@ def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Pat
                      [(lvl, i, h) for (lvl, i), h in store.nodes.items()])
     conn.commit()
     assert_one_line_error(cli("audit", "verify"), 1, "do not match the checkpoint signed at tree size",
-                          "first bad index is at or after 7")
+                          f"first bad index is at or after {idx}")
 
 
 def test_wholesale_rewrite_with_the_log_key_fails_an_old_checkpoint(logged: Path, cli: Cli,

@@ -711,7 +711,7 @@ def client_id_url_problem(url: Any) -> str | None:
         return "must use the https scheme"
     if not parts.hostname:
         return "has no host"
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+    if "@" in parts.netloc:  # userinfo, with or without a password (RFC 3986 section 3.2.1)
         return "must not contain a username or password"
     if "#" in url:
         return "must not contain a fragment"

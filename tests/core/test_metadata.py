@@ -1,0 +1,186 @@
+"""issuer/core/metadata.py on its own: the RFC 7591 rules an attacker's claims meet, each with
+the finding (claim, rule, level) a front prints. Written from `make mutants`: every test here
+fails with a mutant that survived the template, mint and verifier tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from issuer.core import metadata
+from issuer.core.metadata import Finding
+
+# A complete, valid confidential web client (the shape of tests/core/test_templates.py BASE_CLAIMS).
+BASE: dict[str, Any] = {
+    "software_id": "4f0e2c1a-0000-4000-8000-000000000001",
+    "client_name": "Test Client",
+    "grant_types": ["authorization_code"],
+    "response_types": ["code"],
+    "redirect_uris": ["https://app.example.com/cb"],
+    "token_endpoint_auth_method": "private_key_jwt",
+    "jwks_uri": "https://app.example.com/jwks.json",
+}
+ED25519_X = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+
+
+def claims(*drop: str, **extra: Any) -> dict[str, Any]:
+    out = {k: v for k, v in BASE.items() if k not in drop}
+    out.update(extra)
+    return out
+
+
+def found(claims: dict[str, Any], **kwargs: Any) -> list[tuple[str, str, str]]:
+    """(level, claim, rule) of every finding."""
+    return [(f.level, f.claim, f.rule) for f in metadata.check_claims(claims, **kwargs)]
+
+
+def test_the_base_client_is_clean() -> None:
+    assert metadata.check_claims(BASE) == []
+    assert metadata.check_claims(BASE, statement=True) == []
+
+
+# --- jwks: a JWK Set of public keys, nothing else (RFC 7591 section 2, RFC 7517 section 5) -----
+
+JWK_SET = "RFC 7591 section 2, RFC 7517 section 5"
+
+
+@pytest.mark.parametrize("jwks", [
+    "a string", ["a", "list"], [{"kty": "OKP", "crv": "Ed25519", "x": ED25519_X}], 7, None,
+    {"keys": []}, {"keys": "OKP"}, {"keys": {"kty": "OKP"}}, {"kty": "OKP", "x": ED25519_X},
+])
+def test_jwks_that_is_not_a_jwk_set_is_refused_without_crashing(jwks: Any) -> None:
+    assert metadata.check_claims(claims("jwks_uri", jwks=jwks), statement=True) == [
+        Finding("error", "jwks", "must be a JWK Set object with a non-empty 'keys' array", JWK_SET)]
+
+
+@pytest.mark.parametrize("key", ["OKP", ["OKP"], {"crv": "Ed25519", "x": ED25519_X},
+                                 {"kty": 1, "x": ED25519_X}, {"kty": None}])
+def test_a_jwk_without_a_kty_is_refused_without_crashing(key: Any) -> None:
+    jwks = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED25519_X}, key]}
+    assert metadata.check_claims(claims("jwks_uri", jwks=jwks), statement=True) == [
+        Finding("error", "jwks", "key 1 is not a JWK with a 'kty'", "RFC 7517 section 4.1")]
+
+
+def test_a_symmetric_jwk_is_refused_as_a_shared_secret() -> None:
+    jwks = {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}
+    assert metadata.check_claims(claims("jwks_uri", jwks=jwks), statement=True) == [
+        Finding("error", "jwks", "key 0 is a symmetric key, a shared secret", "RFC 7591 section 2")]
+
+
+def test_private_jwk_members_are_refused_and_named() -> None:
+    jwks = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED25519_X},
+                     {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "x", "p": "y", "qi": "z"}]}
+    assert metadata.check_claims(claims("jwks_uri", jwks=jwks), statement=True) == [
+        Finding("error", "jwks", "key 1 holds private key members (d, p, qi); jwks must hold "
+                "public keys only", "RFC 7591 section 2, RFC 7518 section 6")]
+
+
+# --- absolute URIs: extension grant types and aud (RFC 6749 section 4.5, RFC 7519 s4.1.3) -----
+
+@pytest.mark.parametrize("grant", ["urn:example:grant type", "urn:example:grant\ttype",
+                                   "1urn:example:grant", ":example", "urn_x:grant"])
+def test_an_extension_grant_type_must_be_an_absolute_uri(grant: str) -> None:
+    assert found(claims(grant_types=["authorization_code", grant])) == [
+        ("error", "grant_types", "RFC 7591 section 2, RFC 6749 section 4.5")]
+
+
+def test_an_extension_grant_type_uri_is_accepted() -> None:
+    assert found(claims(grant_types=["authorization_code", "urn:example:grant-type:x"])) == []
+
+
+@pytest.mark.parametrize("aud", ["https://as.example.com/ bad", "1as:x", ":x", ["ok", "a b:c"],
+                                 "", [], ["ok", ""], 5, ["ok", 5]])
+def test_aud_must_be_strings_and_uris_when_they_have_a_colon(aud: Any) -> None:
+    assert found(claims(aud=aud)) == [("error", "aud", "RFC 7519 section 4.1.3")]
+
+
+@pytest.mark.parametrize("aud", ["as-1", "https://as.example.com", ["as-1", "urn:x:y"]])
+def test_aud_accepts_names_and_uris(aud: Any) -> None:
+    assert found(claims(aud=aud)) == []
+
+
+def test_a_bad_aud_finding_describes_the_value() -> None:
+    assert metadata.check_claims(claims(aud=["as-1", 5])) == [
+        Finding("error", "aud", "must be a non-empty string or array of strings (a URI when it "
+                "contains ':'), got an array", "RFC 7519 section 4.1.3")]
+    assert metadata.check_claims(claims(aud=5))[0].message.endswith("got a number (5)")
+
+
+# --- near misses: a typo that would leave the real claim unset (a warning; --strict refuses) --
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("redirect_uri", "redirect_uris"),  # deletion
+    ("client_namee", "client_name"),  # insertion
+    ("clinet_name", "client_name"),  # adjacent transposition
+    ("contacst", "contacts"),  # transposition at the end
+    ("scopx", "scope"),  # substitution
+    ("client_nmae#de", "client_name"),  # on the base of a language-tagged name
+])
+def test_a_claim_one_typo_from_a_registered_one_is_a_warning(name: str, meant: str) -> None:
+    assert metadata.check_claims(claims(**{name: "x"})) == [
+        Finding("warning", name, f"is not a registered claim; did you mean '{meant}'?",
+                "RFC 7591 section 2")]
+
+
+@pytest.mark.parametrize("name", [
+    "xontaxts",  # two substitutions, apart
+    "xoncacts",  # two substitutions, apart, one letter moved
+    "coxyacts",  # two adjacent substitutions that are not a swap
+    "redirect_u", "client_nameee", "contacts_extra", "org_id", "software_roles",
+])
+def test_a_claim_two_edits_away_is_an_extension_not_a_typo(name: str) -> None:
+    assert metadata.check_claims(claims(**{name: "x"})) == []
+
+
+# --- Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document) ----------
+
+CLIENT_ID = "https://agent.example.com/oauth/client.json"
+DOC_RULE = "draft-ietf-oauth-client-id-metadata-document section 4.1"
+
+
+def document(**change: Any) -> dict[str, Any]:
+    return {"client_id": CLIENT_ID, "redirect_uris": ["https://agent.example.com/cb"],
+            "token_endpoint_auth_method": "none", **change}
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"client_id": CLIENT_ID + "x"},
+     Finding("error", "client_id", f"'{CLIENT_ID}x' is not the document's URL '{CLIENT_ID}'",
+             f"{DOC_RULE}, RFC 3986 section 6.2.1")),
+    ({"token_endpoint_auth_method": "client_secret_post"},
+     Finding("error", "token_endpoint_auth_method", "client_secret_post relies on a shared "
+             "secret, which a published document can't establish; use private_key_jwt or none",
+             DOC_RULE)),
+    ({"client_secret_expires_at": 0},
+     Finding("error", "client_secret_expires_at", "must not appear in a client metadata document",
+             DOC_RULE)),
+    ({"software_statement": ""},
+     Finding("error", "software_statement", "must be a compact JWS string",
+             "RFC 7591 section 2.3")),
+])
+def test_document_findings_name_the_rule(change: dict[str, Any], expected: Finding) -> None:
+    assert metadata.check_document(document(**change), CLIENT_ID) == [expected]
+
+
+def test_a_document_without_client_id_is_refused() -> None:
+    doc = document()
+    del doc["client_id"]
+    assert metadata.check_document(doc, CLIENT_ID) == [
+        Finding("error", "client_id", f"None is not the document's URL '{CLIENT_ID}'",
+                f"{DOC_RULE}, RFC 3986 section 6.2.1")]
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    (None, "must be a non-empty string"),
+    ("https://agent.example.com/c\x00.json", "contains whitespace or control characters"),
+    ("ftp://agent.example.com/c.json", "must use the https scheme"),
+    ("https://:pw@agent.example.com/c.json", "must not contain a username or password"),
+    ("https://@agent.example.com/c.json", "must not contain a username or password"),
+    ("https://user@agent.example.com/c.json", "must not contain a username or password"),
+    ("https://agent.example.com/c.json#", "must not contain a fragment"),
+    ("https://agent.example.com?x=/a", "must contain a path component"),
+    ("https://agent.example.com/a/..", "must not contain single-dot or double-dot path segments"),
+])
+def test_client_id_url_problems_are_named(url: Any, problem: str) -> None:
+    assert metadata.client_id_url_problem(url) == problem

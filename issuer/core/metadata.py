@@ -157,13 +157,6 @@ def _is_str_list(ctx: Context, claim: str, value: Any) -> bool:
     return False
 
 
-def _is_bool(ctx: Context, claim: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    ctx.error(claim, f"must be a boolean, got {_describe(value)}", S2)
-    return False
-
-
 def _describe(value: Any) -> str:
     kinds = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
              list: "an array", dict: "an object", type(None): "null"}
@@ -380,7 +373,8 @@ def validate_application_type(ctx: Context, claim: str, value: Any) -> None:
 
 def validate_bool(ctx: Context, claim: str, value: Any) -> None:
     """Registered boolean metadata (RFC 8705 section 3.4, RFC 9449 section 5.2, RFC 9126 s6)."""
-    _is_bool(ctx, claim, value)
+    if not isinstance(value, bool):
+        ctx.error(claim, f"must be a boolean, got {_describe(value)}", S2)
 
 
 def validate_signing_alg(ctx: Context, claim: str, value: Any) -> None:

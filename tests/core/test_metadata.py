@@ -184,3 +184,56 @@ def test_a_document_without_client_id_is_refused() -> None:
 ])
 def test_client_id_url_problems_are_named(url: Any, problem: str) -> None:
     assert metadata.client_id_url_problem(url) == problem
+
+
+# --- single-claim rules whose findings a registering client sees (RFC 7591 section 3.2.2) ----
+
+@pytest.mark.parametrize(("claim", "value", "expected"), [
+    ("dpop_bound_access_tokens", "yes",
+     Finding("error", "dpop_bound_access_tokens", "must be a boolean, got a string ('yes')",
+             "RFC 7591 section 2")),
+    ("application_type", 5,
+     Finding("error", "application_type", "must be a non-empty string, got a number (5)",
+             "RFC 7591 section 2")),
+    ("token_endpoint_auth_signing_alg", 5,
+     Finding("error", "token_endpoint_auth_signing_alg",
+             "must be a non-empty string, got a number (5)", "RFC 7591 section 2")),
+    ("token_endpoint_auth_signing_alg", "none",
+     Finding("error", "token_endpoint_auth_signing_alg", "'none' is not a signing algorithm",
+             "RFC 7518 section 3.6")),
+    ("jwks_uri", "http://app.example.com/jwks.json",
+     Finding("error", "jwks_uri", "'http://app.example.com/jwks.json' must use https",
+             "RFC 7591 section 2, RFC 7517 section 9.3")),
+])
+def test_a_bad_value_is_one_finding(claim: str, value: Any, expected: Finding) -> None:
+    assert metadata.check_claims(claims(**{claim: value}), statement=True) == [expected]
+    assert expected.code == "invalid_client_metadata"
+
+
+@pytest.mark.parametrize(("claim", "value"), [
+    ("application_type", "web"), ("application_type", "native"),
+    ("token_endpoint_auth_signing_alg", "EdDSA"), ("dpop_bound_access_tokens", False),
+])
+def test_good_values_pass(claim: str, value: Any) -> None:
+    extra = {"redirect_uris": ["http://127.0.0.1/cb"]} if value == "native" else {}
+    assert metadata.check_claims(claims(**{claim: value, **extra}), statement=True) == []
+
+
+def test_redirect_findings_carry_the_invalid_redirect_uri_code() -> None:
+    (finding,) = metadata.check_claims(claims(redirect_uris=["https://*.example.com/cb"]))
+    assert finding.code == "invalid_redirect_uri"
+    (finding,) = metadata.check_claims(claims(client_name=""))
+    assert finding.code == "invalid_client_metadata"
+
+
+def test_long_values_are_shortened_in_messages() -> None:
+    fits = "https://example.com/" + "a" * 38  # repr: 60 characters
+    assert len(repr(fits)) == 60
+    assert metadata.check_claims(claims(jwks_uri=fits.replace("https", "http")))[0].message == \
+        f"{fits.replace('https', 'http')!r} must use https"
+    long = fits.replace("https", "http") + "b"  # repr: 60 characters, in http
+    assert metadata.check_claims(claims(jwks_uri=long))[0].message == \
+        f"{long!r} must use https"
+    longer = long + "c"  # repr: 61 characters
+    assert metadata.check_claims(claims(jwks_uri=longer))[0].message == \
+        f"{repr(longer)[:57]}... must use https"

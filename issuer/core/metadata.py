@@ -189,6 +189,11 @@ def _web_url(ctx: Context, claim: str, value: Any, *, https_only: bool, rule: st
 def _web_url_problem(value: str, https_only: bool) -> tuple[str | None, str | None]:
     """What is wrong with a web URL, if anything (pure: statements of one template repeat
     their URLs, so the answer is remembered)."""
+    return _web_url_rules(value, https_only)
+
+
+def _web_url_rules(value: str, https_only: bool) -> tuple[str | None, str | None]:
+    # Undecorated so that `make mutants` mutates it (mutmut skips decorated functions).
     parts = urlsplit(value)
     if _has_bad_chars(value) or not _SCHEME.match(parts.scheme or "-"):
         return "is not an absolute URI", None
@@ -217,6 +222,11 @@ def validate_redirect_uris(ctx: Context, claim: str, value: Any) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _redirect_uri_problem(uri: str) -> tuple[str | None, str]:
+    return _redirect_uri_rules(uri)
+
+
+def _redirect_uri_rules(uri: str) -> tuple[str | None, str]:
+    # Undecorated so that `make mutants` mutates it (mutmut skips decorated functions).
     if _has_bad_chars(uri):
         return "contains whitespace or control characters", "RFC 3986 section 3"
     if "*" in uri:

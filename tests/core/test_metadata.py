@@ -240,3 +240,53 @@ def test_long_values_are_shortened_in_messages() -> None:
     longer = long + "c"  # repr: 61 characters
     assert metadata.check_claims(claims(jwks_uri=longer))[0].message == \
         f"{repr(longer)[:57]}... must use https"
+
+
+# --- redirect URIs (RFC 6749 section 3.1.2, RFC 8252, RFC 9700) and web URLs (RFC 7591 s2) ---
+
+@pytest.mark.parametrize(("uri", "rule"), [
+    ("https:///cb", "RFC 6749 section 3.1.2"),  # no host
+    ("HTTPS:///cb", "RFC 6749 section 3.1.2"),
+    ("blob:https://app.example.com/x", "RFC 9700 section 4.1, RFC 6749 section 10.6"),
+    ("About:blank", "RFC 9700 section 4.1, RFC 6749 section 10.6"),
+    ("HTTP://app.example.com/cb", "RFC 8252 section 8.3"),
+    ("http://LOCALHOST:8080/cb", "RFC 8252 section 8.3"),
+    ("http:///cb", "RFC 8252 section 8.3"),
+    ("https://@app.example.com/cb", "RFC 9700 section 4.1.1"),
+    ("com.example.app:///cb", "RFC 8252 section 7.1"),  # empty authority, still an authority
+    ("com.example.app://cb", "RFC 8252 section 7.1"),
+    ("1com.example.app:/cb", "RFC 6749 section 3.1.2"),
+    ("https://app.example.com/cb\x7f", "RFC 3986 section 3"),
+])
+def test_redirect_uris_that_are_refused(uri: str, rule: str) -> None:
+    findings = metadata.check_claims(claims(redirect_uris=[uri], application_type="native"))
+    assert [(f.level, f.claim, f.rule, f.code) for f in findings] == [
+        ("error", "redirect_uris", rule, "invalid_redirect_uri")]
+
+
+@pytest.mark.parametrize("uri", ["HTTPS://app.example.com/cb", "HTTP://127.0.0.1:8080/cb",
+                                 "http://127.0.0.2/cb", "http://[::1]:80/cb",
+                                 "com.example.app:/cb", "com.example.app:cb",
+                                 "Com.Example.App:/cb"])  # schemes are case-insensitive
+def test_redirect_uris_that_are_accepted(uri: str) -> None:
+    assert metadata.check_claims(claims(redirect_uris=[uri], application_type="native")) == []
+
+
+@pytest.mark.parametrize(("value", "message", "rule"), [
+    ("https://u@app.example.com/", "must not carry userinfo", "RFC 3986 section 3.2.1"),
+    ("https://@app.example.com/", "must not carry userinfo", "RFC 3986 section 3.2.1"),
+    ("ftp://app.example.com/", "must use http or https", "RFC 7591 section 2"),
+    ("https:///about", "has no host", "RFC 7591 section 2"),
+    ("//app.example.com/about", "is not an absolute URI", "RFC 7591 section 2"),
+    ("https://app.example.com/a b", "is not an absolute URI", "RFC 7591 section 2"),
+])
+def test_web_page_urls_that_are_refused(value: str, message: str, rule: str) -> None:
+    assert metadata.check_claims(claims(client_uri=value)) == [
+        Finding("error", "client_uri", f"{value!r} {message}", rule)]
+
+
+@pytest.mark.parametrize("value", ["http://app.example.com/", "HTTPS://app.example.com/about"])
+def test_web_page_urls_may_use_http(value: str) -> None:
+    assert metadata.check_claims(claims(client_uri=value)) == []
+    assert [f.message for f in metadata.check_claims(claims(jwks_uri=value))] == (
+        [] if value.lower().startswith("https") else [f"{value!r} must use https"])

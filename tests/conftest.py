@@ -37,6 +37,16 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(var)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_metadata_caches() -> None:
+    """Each test checks URLs from scratch: the metadata URL rules cache their answers, and under
+    `make mutants` a cache filled before the fork would hide a mutated rule from every test."""
+    from issuer.core import metadata
+
+    metadata._redirect_uri_problem.cache_clear()
+    metadata._web_url_problem.cache_clear()
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(START)

@@ -38,13 +38,21 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_metadata_caches() -> None:
-    """Each test checks URLs from scratch: the metadata URL rules cache their answers, and under
-    `make mutants` a cache filled before the fork would hide a mutated rule from every test."""
+def _fresh_caches() -> None:
+    """Each test starts from empty caches: the metadata URL rules, the origin rule, the log's
+    JSON strings, the verifier's imported keys and passed payloads all remember answers, and
+    under `make mutants` a cache filled before the fork would hide a mutated rule from every
+    test."""
     from issuer.core import metadata
+    from issuer.log import tlog
+    from issuer.verifier import jose, remote, statement
 
     metadata._redirect_uri_problem.cache_clear()
     metadata._web_url_problem.cache_clear()
+    remote.same_origin.cache_clear()
+    tlog._quoted.cache_clear()
+    jose._KEYS.clear()
+    statement._METADATA_PASSED.clear()
 
 
 @pytest.fixture

@@ -71,6 +71,11 @@ _PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII without '"' and '\\': n
 
 @functools.lru_cache(maxsize=4096)
 def _quoted(value: str) -> bytes:
+    return _json_string(value)
+
+
+def _json_string(value: str) -> bytes:
+    # Undecorated, so that mutation testing mutates it (it skips decorated functions).
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 

@@ -158,3 +158,128 @@ def test_request_values_are_still_checked(auth: Authority) -> None:
                       "post_logout_redirect_uris": ["http://evil.example/out"]})
     open_reg = registrar(auth, FixedClock(START), RegistrationPolicy(require_statement=False))
     assert open_reg.register({"redirect_uris": ["https://a.example/cb"]}).statement is None
+
+
+# --- each check at its bound -------------------------------------------------------------------
+
+
+def test_iat_freshness_at_its_bound(auth: Authority) -> None:
+    token = statement(auth)
+    policy = RegistrationPolicy(max_iat_age=300)
+    assert registrar(auth, FixedClock(START + 360), policy).register(
+        {"software_statement": token})  # 300 s plus the verifier's 60 s leeway
+    with pytest.raises(InvalidSoftwareStatement, match=r"issued 361s ago; this server accepts"):
+        registrar(auth, FixedClock(START + 361), policy).register({"software_statement": token})
+
+
+def test_a_replay_cache_forgets_a_statement_once_it_expires() -> None:
+    clock = FixedClock(START)
+    cache = MemoryReplayCache(clock)
+    assert cache.first_use(ISS, "j", START + 10)
+    assert not cache.first_use(ISS, "j", START + 10)
+    assert cache.first_use("https://other.example", "j", START + 10)  # per issuer
+    clock.advance(9)
+    assert not cache.first_use(ISS, "j", START + 10)
+    clock.advance(1)
+    assert cache.first_use(ISS, "j", START + 20)  # expired: it can't verify any more anyway
+    assert not cache.first_use(ISS, "j", START + 20)
+
+
+def test_a_full_replay_cache_drops_only_expired_entries() -> None:
+    clock = FixedClock(START)
+    cache = MemoryReplayCache(clock)
+    for i in range(10_001):
+        cache.first_use(ISS, f"old-{i}", START + 1)
+    assert cache.first_use(ISS, "live", START + 100)
+    clock.advance(1)
+    assert cache.first_use(ISS, "trigger", START + 100)  # 10,002 entries: pruned
+    assert len(cache._seen) <= 3
+    assert not cache.first_use(ISS, "live", START + 100)
+
+
+def test_one_time_use_needs_a_jti(auth: Authority) -> None:
+    clock = FixedClock(START)
+    verifier = StatementVerifier(trusted=[TrustedIssuer(issuer=ISS, jwks=auth.jwks(),
+                                                        check_status=False)], clock=clock)
+    seen: list[tuple[str, str, int]] = []
+
+    class Spy(MemoryReplayCache):
+        def first_use(self, issuer: str, jti: str, exp: int) -> bool:
+            seen.append((issuer, jti, exp))
+            return super().first_use(issuer, jti, exp)
+
+    reg = Registrar(verifier, RegistrationPolicy(replay_cache=Spy(clock)))
+    token = statement(auth)
+    result = reg.register({"software_statement": token})
+    assert result.statement is not None
+    assert seen == [(ISS, result.statement.claims["jti"], result.statement.claims["exp"])]
+    import json as _json
+
+    from issuer.core.encoding import b64url_decode
+    from issuer.core.statements import encode_payload
+    claims = _json.loads(b64url_decode(token.split(".")[1]))
+    del claims["jti"]
+    no_jti = auth.keystore.signer().sign(encode_payload(claims))
+    with pytest.raises(InvalidSoftwareStatement, match="has no jti"):
+        reg.register({"software_statement": no_jti})
+
+
+@pytest.mark.parametrize(("policy", "request_extra", "error", "text"), [
+    (RegistrationPolicy(redirect_uris_subset=True),
+     {"redirect_uris": "https://connectors.example.com/calendar/oauth/callback"},
+     InvalidRedirectURI, "must be an array"),
+    (RegistrationPolicy(scope_subset=True), {"scope": ["calendar.read"]},
+     InvalidClientMetadata, "is not in the software statement"),
+    (RegistrationPolicy(redirect_uris_subset=True),
+     {"redirect_uris": ["https://connectors.example.com/calendar/oauth/callback",
+                        "https://evil.example/cb"]},
+     InvalidRedirectURI, r"\['https://evil.example/cb'\] are not"),
+])
+def test_policies_refuse_malformed_requests(auth: Authority, policy: RegistrationPolicy,
+                                            request_extra: dict, error: type, text: str) -> None:
+    with pytest.raises(error, match=text):
+        registrar(auth, FixedClock(START), policy).register(
+            {"software_statement": statement(auth), **request_extra})
+
+
+def test_policies_off_let_the_statement_decide(auth: Authority) -> None:
+    """Without the policies the request's values never reach the registration anyway."""
+    result = registrar(auth, FixedClock(START)).register({
+        "software_statement": statement(auth), "scope": "admin",
+        "redirect_uris": ["https://evil.example/cb"], "jwks_uri": "https://evil.example/j"})
+    assert result.metadata["scope"] == "calendar.read calendar.events.write"
+    assert result.metadata["jwks_uri"] == "https://connectors.example.com/calendar/jwks.json"
+
+
+def test_a_request_nested_too_deep_is_refused(auth: Authority) -> None:
+    from issuer.verifier.jose import MAX_JSON_DEPTH
+    deep: Any = "x"
+    for _ in range(MAX_JSON_DEPTH):
+        deep = [deep]
+    with pytest.raises(InvalidClientMetadata, match="nested deeper than"):
+        registrar(auth, FixedClock(START)).register(
+            {"software_statement": statement(auth), "x": deep})
+
+
+def test_a_bug_met_by_hostile_input_is_a_recorded_refusal(auth: Authority) -> None:
+    decisions: list[dict[str, Any]] = []
+    reg = registrar(auth, FixedClock(START), decisions=decisions)
+
+    def broken(statement: Any) -> None:
+        raise KeyError("boom")
+
+    reg.verifier.check_status = broken  # type: ignore[method-assign]
+    with pytest.raises(KeyError):
+        reg.register({"software_statement": statement(auth)})
+    assert decisions[-1]["decision"] == "rejected"
+    assert decisions[-1]["error"] == "server_error"
+    assert decisions[-1]["error_description"] == "KeyError while registering"
+    assert "accepted" not in [d["decision"] for d in decisions]
+
+
+def test_client_key_thumbprints_are_recorded(auth: Authority) -> None:
+    from issuer.verifier.registration import _thumbprints
+    key = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert _thumbprints({"keys": [key, {"kty": "nope"}]}) == [jwk_thumbprint(key), None]
+    assert _thumbprints({}) == []
+    assert _thumbprints([key]) is None

@@ -283,3 +283,78 @@ def test_client_key_thumbprints_are_recorded(auth: Authority) -> None:
     assert _thumbprints({"keys": [key, {"kty": "nope"}]}) == [jwk_thumbprint(key), None]
     assert _thumbprints({}) == []
     assert _thumbprints([key]) is None
+
+
+def test_a_replay_cache_without_a_clock_uses_the_system_clock() -> None:
+    import time
+    cache = MemoryReplayCache()
+    assert cache.first_use(ISS, "j", int(time.time()) + 60)
+    assert not cache.first_use(ISS, "j", int(time.time()) + 60)
+
+
+def test_a_statement_is_used_once_for_as_long_as_it_verifies(auth: Authority) -> None:
+    """The verifier accepts a statement until ``exp`` plus its leeway (RFC 7519 section 4.1.4),
+    so the replay cache must remember it that long too, not only until ``exp``."""
+    clock = FixedClock(START)
+    policy = RegistrationPolicy(replay_cache=MemoryReplayCache(clock))
+    reg = registrar(auth, clock, policy)
+    token = statement(auth)
+    result = reg.register({"software_statement": token})
+    assert result.statement is not None
+    clock.advance(result.statement.claims["exp"] - START + 30)  # expired 30 s ago: in leeway
+    with pytest.raises(InvalidSoftwareStatement, match="already used"):
+        reg.register({"software_statement": token})
+
+
+@pytest.mark.parametrize("requested", [5, ["http://127.0.0.1/cb"], None])
+def test_a_redirect_uri_that_is_not_a_string_matches_nothing(requested: Any) -> None:
+    from issuer.verifier.registration import redirect_matches
+    assert redirect_matches(requested, "http://127.0.0.1/cb") is False
+    assert redirect_matches("http://127.0.0.1/cb", requested) is False
+
+
+def test_a_statement_without_exp_is_used_once_too(auth: Authority) -> None:
+    import json as _json
+
+    from issuer.core.encoding import b64url_decode
+    from issuer.core.statements import encode_payload
+    clock = FixedClock(START)
+    verifier = StatementVerifier(trusted=[TrustedIssuer(issuer=ISS, jwks=auth.jwks(),
+                                                        check_status=False, require_exp=False)],
+                                 clock=clock)
+    reg = Registrar(verifier, RegistrationPolicy(replay_cache=MemoryReplayCache(clock)))
+    claims = _json.loads(b64url_decode(statement(auth).split(".")[1]))
+    del claims["exp"]
+    token = auth.keystore.signer().sign(encode_payload(claims))
+    assert reg.register({"software_statement": token})
+    with pytest.raises(InvalidSoftwareStatement, match="already used"):
+        reg.register({"software_statement": token})
+
+
+def test_the_error_code_names_what_is_wrong(auth: Authority) -> None:
+    """RFC 7591 section 3.2.2: invalid_redirect_uri only for redirect URIs."""
+    reg = registrar(auth, FixedClock(START))
+    with pytest.raises(InvalidClientMetadata) as caught:
+        reg.register({"software_statement": statement(auth), "client_secret": "mine"})
+    assert type(caught.value) is InvalidClientMetadata
+    assert caught.value.error == "invalid_client_metadata"
+    with pytest.raises(InvalidRedirectURI) as redirect:
+        reg.register({"software_statement": statement(auth),
+                      "post_logout_redirect_uris": ["http://evil.example/out"]})
+    assert redirect.value.error == "invalid_redirect_uri"
+
+
+def test_the_audit_records_the_thumbprints_of_keys_registered_by_value(auth: Authority) -> None:
+    from tests.verifier.test_policies import signed
+    key = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    token = signed(auth, jwks_uri=None, jwks={"keys": [key]})
+    result = registrar(auth, FixedClock(START)).register({"software_statement": token})
+    assert result.audit["jwk_thumbprints"] == [jwk_thumbprint(key)]
+    assert result.audit["jwks_uri"] is None
+
+
+def test_the_audit_records_the_statements_jti(auth: Authority) -> None:
+    result = registrar(auth, FixedClock(START)).register({"software_statement": statement(auth)})
+    assert result.statement is not None
+    assert result.audit["statement_jti"] == result.statement.claims["jti"]
+    assert isinstance(result.audit["statement_jti"], str)

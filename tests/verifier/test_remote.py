@@ -736,3 +736,12 @@ def test_historical_keys_are_kept_for_their_lifetime_and_failures_briefly(
     clock.advance(1)
     assert failing.lookup(old, jwks=jwks, issuer=ISS) is None
     assert failing.fetches == 2
+
+
+def test_http_fetch_keeps_the_callers_deadline(hostile: str) -> None:
+    import time
+    from issuer.verifier.remote import FETCH_TIMEOUT, http_fetch
+    started = time.monotonic()
+    with pytest.raises(InvalidSoftwareStatement, match="no complete answer"):
+        http_fetch(f"{hostile}/drip", timeout=1.0)
+    assert time.monotonic() - started < FETCH_TIMEOUT / 2  # not the 10 s default

@@ -259,6 +259,9 @@ def test_a_request_nested_too_deep_is_refused(auth: Authority) -> None:
     with pytest.raises(InvalidClientMetadata, match="nested deeper than"):
         registrar(auth, FixedClock(START)).register(
             {"software_statement": statement(auth), "x": deep})
+    # one level less (the request object itself is a level) is within the limit
+    assert registrar(auth, FixedClock(START)).register(
+        {"software_statement": statement(auth), "x": deep[0]}).metadata["x"] == deep[0]
 
 
 def test_a_bug_met_by_hostile_input_is_a_recorded_refusal(auth: Authority) -> None:
@@ -358,3 +361,42 @@ def test_the_audit_records_the_statements_jti(auth: Authority) -> None:
     assert result.statement is not None
     assert result.audit["statement_jti"] == result.statement.claims["jti"]
     assert isinstance(result.audit["statement_jti"], str)
+
+
+def test_the_audit_records_the_thumbprint_of_the_key_that_verified(auth: Authority) -> None:
+    """The key named by the statement's kid, not another key of the set, and also when the set
+    is fetched from the issuer's jwks_uri."""
+    from tests.verifier.test_verifier import FakeIssuer, verifier_for
+    active = auth.keystore.active()
+    decoy = {"kty": "OKP", "crv": "Ed25519", "kid": "decoy",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    clock = FixedClock(START)
+    verifier = StatementVerifier(trusted=[TrustedIssuer(
+        issuer=ISS, jwks={"keys": [decoy, *auth.jwks()["keys"]]}, check_status=False)],
+        clock=clock)
+    audit = Registrar(verifier).register({"software_statement": statement(auth)}).audit
+    assert audit["key_thumbprint"] == jwk_thumbprint(active.jwk())
+    remote = verifier_for(FakeIssuer(auth), clock, check_status=False)
+    audit = Registrar(remote).register({"software_statement": statement(auth)}).audit
+    assert audit["key_thumbprint"] == jwk_thumbprint(active.jwk())
+
+
+def test_a_refusal_is_recorded_with_its_reason(auth: Authority) -> None:
+    decisions: list[dict[str, Any]] = []
+    with pytest.raises(InvalidSoftwareStatement) as caught:
+        registrar(auth, FixedClock(START), decisions=decisions).register({"client_name": "x"})
+    assert decisions == [{**decisions[0], "decision": "rejected",
+                          "error": "invalid_software_statement",
+                          "error_description": caught.value.description}]
+    assert "required" in decisions[0]["error_description"]
+
+
+def test_open_registration_and_a_non_string_requested_scope(auth: Authority) -> None:
+    open_reg = registrar(auth, FixedClock(START), RegistrationPolicy(require_statement=False))
+    result = open_reg.register({"redirect_uris": ["https://a.example/cb"]})
+    assert result.metadata == {"redirect_uris": ["https://a.example/cb"]}
+    with pytest.raises(InvalidClientMetadata):
+        open_reg.register({"redirect_uris": ["https://a.example/cb"], "scope": ["a"]})
+    audit = registrar(auth, FixedClock(START)).register(
+        {"software_statement": statement(auth), "scope": ["admin"]}).audit
+    assert audit["requested_scope"] is None  # only a string is a requested scope

@@ -745,3 +745,15 @@ def test_http_fetch_keeps_the_callers_deadline(hostile: str) -> None:
     with pytest.raises(InvalidSoftwareStatement, match="no complete answer"):
         http_fetch(f"{hostile}/drip", timeout=1.0)
     assert time.monotonic() - started < FETCH_TIMEOUT / 2  # not the 10 s default
+
+
+def test_historical_keys_skip_malformed_entries(auth: Authority) -> None:
+    """A signed document with junk entries still explains the well-formed ones, never raises."""
+    old = auth.keystore.active().kid
+    auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
+    claims = json.loads(b64url_decode(auth.keys.historical_keys_jwt().split(".")[1]))
+    claims["keys"] = ["junk", 7, {"kid": 5}, {"no": "kid"}, *claims["keys"]]
+    body = auth.keystore.signer().sign(encode_payload(claims), typ="jwk-set+jwt")
+    client = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys",
+                                  get=lambda u, h: HttpResponse(200, {}, body.encode()))
+    assert client.lookup(old, jwks=auth.jwks(), issuer=ISS)["revoked"]["reason"] == "compromised"

@@ -10,7 +10,6 @@ decision, accepted or rejected, yields the audit fields a server should keep.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -247,7 +246,10 @@ class Registrar:
         if not isinstance(jti, str):
             raise InvalidSoftwareStatement("software statement has no jti, so it can't be "
                                            "used once")
-        exp = int(statement.claims.get("exp", time.time() + 86400))
+        # Remembered for as long as the statement verifies: exp plus the verifier's leeway
+        # (RFC 7519 section 4.1.4); without exp (require_exp=False) for a day.
+        now = (self.clock or self.verifier.clock).now()
+        exp = int(statement.claims.get("exp", now + 86400)) + self.verifier.leeway
         if not cache.first_use(statement.issuer, jti, exp):
             raise InvalidSoftwareStatement(f"software statement {jti} was already used to "
                                            "register a client")

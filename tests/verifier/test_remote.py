@@ -62,6 +62,22 @@ class Hostile(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     return
                 self.server.stop.wait(0.2)  # type: ignore[attr-defined]
+        elif self.path == "/short":  # says 1000 bytes, sends 10 and closes
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+        elif self.path.startswith("/status/"):
+            self.send_response(int(self.path.rsplit("/", 1)[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path.startswith("/echo"):  # the request line's target and the headers
+            body = json.dumps({"target": self.path, **{k.lower(): v for k, v in
+                                                      self.headers.items()}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         else:
             body = b'{"keys": []}'
             self.send_response(200)
@@ -352,3 +368,392 @@ def test_a_staging_copy_serves_the_status_lists(auth: Authority, issuer_site: Fa
     uri = json.loads(b64url_decode(token.split(".")[1]))["status"]["status_list"]["uri"]
     assert asked == [uri.replace(ISS, staging)]
     assert verifier.issuer(ISS).jwks.uri == f"{staging}/.well-known/jwks.json"  # type: ignore[union-attr]
+
+
+# --- the bounds of one fetch, each guarded -----------------------------------------------------
+
+
+def test_an_answer_cut_short_is_not_an_answer(hostile: str) -> None:
+    with pytest.raises(FetchError, match="cut short"):
+        http_get(f"{hostile}/short", {}, limit=4096)
+
+
+def test_the_size_limit_is_inclusive(hostile: str) -> None:
+    body = b'{"keys": []}'
+    assert http_get(f"{hostile}/ok", {}, limit=len(body)).body == body
+    with pytest.raises(FetchError, match=f"larger than {len(body) - 1} bytes"):
+        http_get(f"{hostile}/ok", {}, limit=len(body) - 1)
+
+
+@pytest.mark.parametrize("status", [404, 500, 204])
+def test_http_statuses(hostile: str, status: int) -> None:
+    if status == 204:
+        response = http_get(f"{hostile}/status/204", {}, limit=16)
+        assert (response.status, response.body) == (204, b"")
+        return
+    with pytest.raises(FetchError, match=f"answered HTTP {status}"):
+        http_get(f"{hostile}/status/{status}", {}, limit=16)
+
+
+def test_a_not_modified_answer_is_a_response(hostile: str) -> None:
+    response = http_get(f"{hostile}/status/304", {}, limit=16)
+    assert response.status == 304 and response.body == b""
+    assert response.headers["content-length"] == "0"  # header names are lower-cased
+
+
+def test_the_request_carries_the_query_and_the_callers_headers(hostile: str) -> None:
+    sent = json.loads(http_get(f"{hostile}/echo?a=1&b=2", {"Accept": "application/x"},
+                               limit=4096).body)
+    assert sent["target"] == "/echo?a=1&b=2"
+    assert sent["accept"] == "application/x"
+    assert sent["accept-encoding"] == "identity"  # a compressed body would dodge the size cap
+    host, port = hostile.removeprefix("http://").split(":")
+    assert sent["host"] in (f"{host}:{port}", host)
+
+
+@pytest.mark.parametrize("url", ["http://issuer.example.com/jwks.json", "ftp://127.0.0.1/x",
+                                 "https:///jwks.json", "file:///etc/passwd"])
+def test_only_https_or_loopback_http_is_fetched(url: str) -> None:
+    with pytest.raises(FetchError, match="is not an https URL"):
+        http_get(url, {}, limit=16)
+
+
+def test_a_url_with_a_bad_port_is_a_fetch_error() -> None:
+    with pytest.raises(FetchError, match="is not a valid URL"):
+        http_get("https://issuer.example.com:x/jwks.json", {}, limit=16)
+
+
+def test_http_fetch_fails_closed(hostile: str) -> None:
+    from issuer.verifier.remote import http_fetch
+    assert http_fetch(f"{hostile}/ok") == b'{"keys": []}'
+    assert json.loads(http_fetch(f"{hostile}/echo"))["accept"] == "application/statuslist+jwt"
+    with pytest.raises(InvalidSoftwareStatement, match="status list .* answered HTTP 404"):
+        http_fetch(f"{hostile}/status/404")
+    with pytest.raises(InvalidSoftwareStatement, match="larger than 4 bytes"):
+        http_fetch(f"{hostile}/ok", limit=4)
+
+
+def test_cache_lifetimes() -> None:
+    from issuer.verifier.remote import cache_lifetime
+    assert cache_lifetime({"cache-control": "public, max-age=60"}, 300, 86400) == 60
+    assert cache_lifetime({"cache-control": "Public, Max-Age=60"}, 300, 86400) == 60
+    assert cache_lifetime({"cache-control": "no-cache, max-age=60"}, 300, 86400) == 0
+    assert cache_lifetime({"cache-control": "max-age=60, no-store"}, 300, 86400) == 0
+    assert cache_lifetime({"cache-control": "max-age=-5"}, 300, 86400) == 300
+    assert cache_lifetime({"cache-control": "max-age=soon"}, 300, 86400) == 300
+    assert cache_lifetime({"cache-control": "s-maxage=60"}, 300, 86400) == 300
+    assert cache_lifetime({}, 300, 100) == 100
+
+
+@pytest.mark.parametrize("status", [
+    {"status_list": {"idx": -1, "uri": f"{ISS}/l"}},
+    {"status_list": {"idx": True, "uri": f"{ISS}/l"}},
+    {"status_list": {"idx": "1", "uri": f"{ISS}/l"}},
+    {"status_list": {"idx": 1, "uri": 7}},
+    {"status_list": {"idx": 1}},
+    {"status_list": [1, f"{ISS}/l"]},
+    {"other": {}},
+    "revoked",
+])
+def test_a_malformed_status_reference_is_refused(status: Any) -> None:
+    from issuer.verifier.remote import status_reference
+    with pytest.raises(InvalidSoftwareStatement, match="not a status list reference"):
+        status_reference({"status": status})
+
+
+def test_status_references() -> None:
+    from issuer.verifier.remote import status_reference
+    assert status_reference({"iss": ISS}) is None
+    assert status_reference({"status": {"status_list": {"idx": 0, "uri": f"{ISS}/l"}}}) == \
+        (f"{ISS}/l", 0)
+
+
+# --- status list caching and bounds ------------------------------------------------------------
+
+
+def test_a_status_list_is_kept_for_its_ttl_capped_by_its_exp(auth: Authority) -> None:
+    from issuer.verifier.remote import StatusListClient
+    uri, idx, claims = _list_token(auth)
+    signer = auth.keystore.signer()
+    clock = FixedClock(START)
+    bodies: list[str] = []
+
+    def client_for(**changes: Any) -> StatusListClient:
+        body = signer.sign(encode_payload({**claims, **changes}), typ="statuslist+jwt")
+        return StatusListClient(clock=clock, fetch=lambda _: (bodies.append(body), body)[1]
+                                .encode())
+
+    claims.pop("exp", None)
+    client = client_for(iat=START, ttl=100)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    clock.advance(99)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 1
+    clock.advance(1)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 2
+    # exp 50 s ahead caps a ttl of 1000
+    now = int(clock.now())
+    client = client_for(iat=now, exp=now + 50, ttl=1000)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    clock.advance(49)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 1
+    clock.advance(1)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)  # within leeway, fetched again
+    assert client.fetches == 2
+    # no ttl: the default, 300 s
+    client = client_for(iat=int(clock.now()))
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    clock.advance(299)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 1
+    clock.advance(1)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 2
+
+
+@pytest.mark.parametrize("ttl", [-1, True, "300", 1.5])
+def test_a_status_list_with_an_invalid_ttl_is_refused(auth: Authority, ttl: Any) -> None:
+    uri, idx, claims = _list_token(auth)
+    body = auth.keystore.signer().sign(encode_payload({**claims, "ttl": ttl}),
+                                       typ="statuslist+jwt")
+    with pytest.raises(InvalidSoftwareStatement, match="invalid 'ttl'"):
+        _status(auth, uri, idx, body, FixedClock(START))
+
+
+def test_status_list_times_at_their_bounds(auth: Authority) -> None:
+    uri, idx, claims = _list_token(auth)
+    signer = auth.keystore.signer()
+
+    def sign(**changes: Any) -> str:
+        return signer.sign(encode_payload({**claims, **changes}), typ="statuslist+jwt")
+
+    clock = FixedClock(START)
+    assert _status(auth, uri, idx, sign(iat=START + 60), clock) == 0  # leeway 60 s
+    with pytest.raises(InvalidSoftwareStatement, match="no valid 'iat'"):
+        _status(auth, uri, idx, sign(iat=START + 61), clock)
+    for iat in ("now", True, None):
+        with pytest.raises(InvalidSoftwareStatement, match="no valid 'iat'"):
+            _status(auth, uri, idx, sign(iat=iat), clock)
+    assert _status(auth, uri, idx, sign(iat=START - 100, exp=START - 59), clock) == 0
+    with pytest.raises(InvalidSoftwareStatement, match="expired"):
+        _status(auth, uri, idx, sign(iat=START - 100, exp=START - 60), clock)
+    with pytest.raises(InvalidSoftwareStatement, match="expired"):
+        _status(auth, uri, idx, sign(iat=START - 100, exp=True), clock)
+    # a list that does not name its issuer is taken; one that names another is not
+    no_iss = {k: v for k, v in claims.items() if k != "iss"}
+    body = signer.sign(encode_payload(no_iss), typ="statuslist+jwt")
+    assert _status(auth, uri, idx, body, clock) == 0
+    with pytest.raises(InvalidSoftwareStatement, match="is not a compact JWT"):
+        _status(auth, uri, idx, "\u00e9", clock)
+    with pytest.raises(InvalidSoftwareStatement, match="names another list"):
+        _status(auth, uri, idx, signer.sign(encode_payload([claims]), typ="statuslist+jwt"),
+                clock)
+    with pytest.raises(InvalidSoftwareStatement, match=f"status list {re.escape(uri)}: "):
+        _status(auth, uri, idx, sign(status_list={"bits": 3, "lst": ""}), clock)
+
+
+def test_a_status_index_past_the_end_is_refused(auth: Authority) -> None:
+    from issuer.verifier.remote import StatusListClient
+    uri, _, claims = _list_token(auth)
+    body = auth.keystore.signer().sign(encode_payload(claims), typ="statuslist+jwt")
+    client = StatusListClient(clock=FixedClock(START), fetch=lambda _: body.encode())
+    size = client.get(uri, jwks=auth.jwks(), issuer=ISS).size
+    assert client.status(uri, size - 1, jwks=auth.jwks(), issuer=ISS) in (0, 1, 2, 3)
+    with pytest.raises(InvalidSoftwareStatement, match=f"status index {size} is outside"):
+        client.status(uri, size, jwks=auth.jwks(), issuer=ISS)
+
+
+def test_a_failed_status_list_is_retried_after_the_failure_ttl(auth: Authority) -> None:
+    from issuer.verifier.remote import FAILURE_TTL, StatusListClient
+    uri, idx, claims = _list_token(auth)
+    good = auth.keystore.signer().sign(encode_payload(claims), typ="statuslist+jwt")
+    answers = ["garbage", good]
+    clock = FixedClock(START)
+    client = StatusListClient(clock=clock, fetch=lambda _: answers[0].encode())
+    for _ in range(3):
+        with pytest.raises(InvalidSoftwareStatement):
+            client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 1
+    answers.pop(0)
+    clock.advance(FAILURE_TTL - 1)
+    with pytest.raises(InvalidSoftwareStatement):
+        client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    clock.advance(1)
+    assert client.status(uri, idx, jwks=auth.jwks(), issuer=ISS) == 0
+    assert client.fetches == 2
+
+
+# --- the JWKS cache's clocks, each at its bound ------------------------------------------------
+
+
+class Script:
+    """Answers a fetch with the next scripted answer (a response or a FetchError to raise)."""
+
+    def __init__(self, *answers: HttpResponse | FetchError) -> None:
+        self.answers = list(answers)
+        self.sent: list[dict[str, str]] = []
+
+    def __call__(self, url: str, headers: Any) -> HttpResponse:
+        self.sent.append(dict(headers))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, FetchError):
+            raise answer
+        return answer
+
+
+def _set(kid: str, **headers: str) -> HttpResponse:
+    return HttpResponse(200, headers, json.dumps({"keys": [{"kid": kid, "kty": "OKP"}]}).encode())
+
+
+DOWN = FetchError("down")
+
+
+@pytest.mark.parametrize("body", [b'{"keys": {}}', b"[]", b'{"key": []}', b"\xff", b"{"])
+def test_a_body_that_is_not_a_jwk_set_is_a_failure(body: bytes) -> None:
+    remote = RemoteJwks(JWKS_URI, clock=FixedClock(START), get=Script(HttpResponse(200, {}, body)))
+    with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable"):
+        remote.get()
+
+
+def test_an_unknown_kid_refreshes_once_per_interval() -> None:
+    clock = FixedClock(START)
+    script = Script(_set("a", **{"cache-control": "max-age=3600"}))
+    remote = RemoteJwks(JWKS_URI, clock=clock, get=script, min_refresh_interval=60)
+    remote.get("a")
+    remote.get("a")
+    assert remote.fetches == 1
+    remote.get("b")  # 0 s after the last fetch: stays unknown
+    clock.advance(59)
+    remote.get("b")
+    assert remote.fetches == 1
+    clock.advance(1)
+    remote.get("b")
+    assert remote.fetches == 2
+    remote.get()  # no kid: any fresh set answers
+    assert remote.fetches == 2
+
+
+def test_the_etag_is_sent_only_with_a_set_in_hand() -> None:
+    clock = FixedClock(START)
+    first = _set("a", etag='"v1"', **{"cache-control": "max-age=10"})
+    script = Script(first, HttpResponse(304, {"cache-control": "max-age=10"}, b""))
+    remote = RemoteJwks(JWKS_URI, clock=clock, get=script)
+    got = remote.get()
+    assert "If-None-Match" not in script.sent[0]
+    assert script.sent[0]["Accept"] == "application/jwk-set+json, application/json"
+    clock.advance(10)
+    assert remote.get() is got  # 304: the same set, fresh again for 10 s
+    assert script.sent[1]["If-None-Match"] == '"v1"'
+    clock.advance(9)
+    remote.get()
+    assert remote.fetches == 2
+    # a 304 with no set in hand is no JWK Set
+    none = RemoteJwks(JWKS_URI, clock=clock, get=Script(HttpResponse(304, {}, b"")))
+    with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable"):
+        none.get()
+
+
+def test_with_no_set_a_failure_answers_for_failure_ttl() -> None:
+    clock = FixedClock(START)
+    remote = RemoteJwks(JWKS_URI, clock=clock, get=Script(DOWN), failure_ttl=10,
+                        min_refresh_interval=60)
+    for _ in range(3):
+        with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable: down"):
+            remote.get()
+    clock.advance(9)
+    with pytest.raises(InvalidSoftwareStatement, match="down"):
+        remote.get()
+    assert remote.fetches == 1
+    clock.advance(1)
+    with pytest.raises(InvalidSoftwareStatement, match="down"):
+        remote.get()
+    assert remote.fetches == 2
+    # the shorter of failure_ttl and min_refresh_interval
+    short = RemoteJwks(JWKS_URI, clock=clock, get=Script(DOWN), failure_ttl=100,
+                       min_refresh_interval=5)
+    for _ in range(2):
+        with pytest.raises(InvalidSoftwareStatement):
+            short.get()
+    clock.advance(5)
+    with pytest.raises(InvalidSoftwareStatement):
+        short.get()
+    assert short.fetches == 2
+    every = RemoteJwks(JWKS_URI, clock=clock, get=Script(DOWN), failure_ttl=0)
+    for _ in range(3):
+        with pytest.raises(InvalidSoftwareStatement):
+            every.get()
+    assert every.fetches == 3
+
+
+def test_the_last_good_set_serves_for_max_stale_and_not_a_second_longer() -> None:
+    clock = FixedClock(START)
+    script = Script(_set("a", **{"cache-control": "max-age=100"}), DOWN)
+    remote = RemoteJwks(JWKS_URI, clock=clock, get=script, max_stale=1000,
+                        min_refresh_interval=60)
+    good = remote.get("a")
+    clock.advance(100)  # expired: a refresh, which fails
+    assert remote.get("a") is good
+    assert remote.fetches == 2
+    clock.advance(30)  # recent failure: backs off, serves the last good set
+    assert remote.get("a") is good
+    assert remote.fetches == 2
+    clock.advance(870)  # 1000 s after the last good fetch: still served
+    assert remote.get("a") is good
+    clock.advance(1)
+    with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable: down"):
+        remote.get("a")
+    with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable: down"):
+        remote.get("a")  # backing off does not serve it either
+
+
+def test_historical_keys_are_kept_for_their_lifetime_and_failures_briefly(
+        auth: Authority) -> None:
+    from issuer.verifier.remote import FAILURE_TTL
+    old = auth.keystore.active().kid
+    auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
+    document = HttpResponse(200, {}, auth.keys.historical_keys_jwt().encode())
+    clock = FixedClock(START)
+    script = Script(document)
+    client = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys", clock=clock, get=script,
+                                  lifetime=100)
+    jwks = auth.jwks()
+    assert client.lookup(old, jwks=jwks, issuer=ISS) is not None
+    assert script.sent[0] == {"Accept": "application/jwk-set+jwt"}
+    clock.advance(99)
+    assert client.lookup("other", jwks=jwks, issuer=ISS) is None
+    assert client.fetches == 1
+    clock.advance(1)
+    client.lookup(old, jwks=jwks, issuer=ISS)
+    assert client.fetches == 2
+    failing = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys", clock=clock,
+                                   get=Script(DOWN), lifetime=1000)
+    assert failing.lookup(old, jwks=jwks, issuer=ISS) is None
+    clock.advance(FAILURE_TTL - 1)
+    assert failing.lookup(old, jwks=jwks, issuer=ISS) is None
+    assert failing.fetches == 1
+    clock.advance(1)
+    assert failing.lookup(old, jwks=jwks, issuer=ISS) is None
+    assert failing.fetches == 2
+
+
+def test_http_fetch_keeps_the_callers_deadline(hostile: str) -> None:
+    import time
+    from issuer.verifier.remote import FETCH_TIMEOUT, http_fetch
+    started = time.monotonic()
+    with pytest.raises(InvalidSoftwareStatement, match="no complete answer"):
+        http_fetch(f"{hostile}/drip", timeout=1.0)
+    assert time.monotonic() - started < FETCH_TIMEOUT / 2  # not the 10 s default
+
+
+def test_historical_keys_skip_malformed_entries(auth: Authority) -> None:
+    """A signed document with junk entries still explains the well-formed ones, never raises."""
+    old = auth.keystore.active().kid
+    auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
+    claims = json.loads(b64url_decode(auth.keys.historical_keys_jwt().split(".")[1]))
+    claims["keys"] = ["junk", 7, {"kid": 5}, {"no": "kid"}, *claims["keys"]]
+    body = auth.keystore.signer().sign(encode_payload(claims), typ="jwk-set+jwt")
+    client = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys",
+                                  get=lambda u, h: HttpResponse(200, {}, body.encode()))
+    assert client.lookup(old, jwks=auth.jwks(), issuer=ISS)["revoked"]["reason"] == "compromised"

@@ -40,7 +40,8 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench
 
 # Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml): each
-# surviving mutant is a check no test guards. Slow (tens of minutes); not part of `make test`.
+# surviving mutant is a check no test guards. Slow (hours for every module on 2 cores: run one
+# module with `.venv/bin/mutmut run "issuer.verifier.jose*"`; docs/testing.md); not part of `make test`.
 mutants: $(VENV)/.test-installed
 	$(BIN)/python -m pip install -q -e '.[test,mutation]'
 	$(BIN)/mutmut run --max-children 2 || true

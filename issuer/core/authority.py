@@ -396,8 +396,8 @@ class Authority:
                   progress: Progress | None = None,
                   labels: Sequence[str] | None = None,
                   committing: Progress | None = None) -> list[MintResult]:
-        """Mint all of ``requests`` or none: every one is checked and signed before a single
-        transaction records them all. An error names its item by ``labels`` (``file:line: ``),
+        """Mint all of ``requests`` or none: every one is checked before the one transaction
+        that signs and records them all (a chunk at a time: ``RECORD_CHUNK``). An error names its item by ``labels`` (``file:line: ``),
         or as ``item N: ``. ``committing(n)`` is called before the last of the ``n``
         statements' records are written: from there on the batch commits."""
         templates: dict[str, Template] = {}  # each template is read once per batch

@@ -118,6 +118,10 @@ _ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
                                          "claims_json"))
 
 
+#: ``(idx, time, type, actor, channel, subject)`` of an event, without its data.
+EventHead = tuple[int, int, str, str, str, str]
+
+
 @dataclass(frozen=True)
 class Event:
     """One entry of the append-only event record."""
@@ -540,8 +544,7 @@ class AuditStore:
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY idx"
         return [_event(row) for row in self.query(sql, params)]
 
-    def event_heads(self, start: int, limit: int = 10_000) -> list[tuple[int, int, str, str, str,
-                                                                         str]]:
+    def event_heads(self, start: int, limit: int = 10_000) -> list[EventHead]:
         """``(idx, time, type, actor, channel, subject)`` of events from ``start``, at most
         ``limit``: what the audit log lines show, read on this thread's own reader (the
         writer's lock and connection stay with the writer)."""

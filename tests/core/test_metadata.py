@@ -10,17 +10,10 @@ import pytest
 
 from issuer.core import metadata
 from issuer.core.metadata import Finding
+from tests.core.test_templates import BASE_CLAIMS
 
-# A complete, valid confidential web client (the shape of tests/core/test_templates.py BASE_CLAIMS).
-BASE: dict[str, Any] = {
-    "software_id": "4f0e2c1a-0000-4000-8000-000000000001",
-    "client_name": "Test Client",
-    "grant_types": ["authorization_code"],
-    "response_types": ["code"],
-    "redirect_uris": ["https://app.example.com/cb"],
-    "token_endpoint_auth_method": "private_key_jwt",
-    "jwks_uri": "https://app.example.com/jwks.json",
-}
+# A complete, valid confidential web client.
+BASE: dict[str, Any] = BASE_CLAIMS
 ED25519_X = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
 
 

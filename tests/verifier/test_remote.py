@@ -9,7 +9,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -303,12 +303,20 @@ def _status(auth: Authority, uri: str, idx: int, body: str, clock: FixedClock) -
     return client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
 
 
-def test_status_list_tokens_are_checked(auth: Authority) -> None:
-    uri, idx, claims = _list_token(auth)
+def _list_signer(auth: Authority, claims: dict[str, Any]) -> Callable[..., str]:
+    """Signs the status list token ``claims`` with the given changes, as the issuer would."""
     signer = auth.keystore.signer()
 
     def sign(**changes: Any) -> str:
         return signer.sign(encode_payload({**claims, **changes}), typ="statuslist+jwt")
+
+    return sign
+
+
+def test_status_list_tokens_are_checked(auth: Authority) -> None:
+    uri, idx, claims = _list_token(auth)
+    signer = auth.keystore.signer()
+    sign = _list_signer(auth, claims)
 
     clock = FixedClock(START)
     assert _status(auth, uri, idx, sign(), clock) == 0
@@ -525,9 +533,7 @@ def test_a_status_list_with_an_invalid_ttl_is_refused(auth: Authority, ttl: Any)
 def test_status_list_times_at_their_bounds(auth: Authority) -> None:
     uri, idx, claims = _list_token(auth)
     signer = auth.keystore.signer()
-
-    def sign(**changes: Any) -> str:
-        return signer.sign(encode_payload({**claims, **changes}), typ="statuslist+jwt")
+    sign = _list_signer(auth, claims)
 
     clock = FixedClock(START)
     assert _status(auth, uri, idx, sign(iat=START + 60), clock) == 0  # leeway 60 s

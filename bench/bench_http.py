@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -134,7 +135,9 @@ def lua(directory: Path, token: str | None, body: str) -> Path:
     return path
 
 
-def run() -> list[Row]:
+def run(beside: Callable[[], None] | None = None) -> list[Row]:
+    """``beside`` is started when the timed runs are done and the untimed minting for the
+    memory row begins: the server keeps one core, ``beside`` may take the other."""
     if ensure_wrk() is None:
         print("wrk is not installed and can't be (not root, or no apt-get): HTTP rows skipped",
               file=sys.stderr)
@@ -196,6 +199,8 @@ def run() -> list[Row]:
         recorded = count(db) - before
         assert recorded >= mint_ours["ok"], (recorded, mint_ours)
         early = (count(db), peak_rss(ours.pid))
+        if beside is not None:
+            beside()
         mint_until(f"{base}/v1/statements", tmpdir, token, body, db, SERVED_MINTS)
         late = (count(db), peak_rss(ours.pid))
         ours.send_signal(signal.SIGTERM)

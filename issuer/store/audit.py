@@ -32,6 +32,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from json.encoder import encode_basestring  # the string writer of ensure_ascii=False
 from pathlib import Path
 from typing import Any
 
@@ -99,23 +100,42 @@ class StatementRecord:
                 if name not in _PUBLISHER_FIELDS or getattr(self, name) is not None}
 
     def event_text(self) -> str:
-        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the members
-        that sort before ``claims`` and those after are encoded on their own, and the claims
-        spliced in between: canonical JSON is the sorted members joined by commas."""
-        data = self.event_data()
+        """``canonical_json(event_data())``, byte for byte. With ``claims_json`` the members are
+        written one by one in their sorted order and the claims spliced in: canonical JSON is
+        the sorted members joined by commas, and encoding the claims again would cost as much
+        as the rest of the record."""
         if self.claims_json is None:
-            return canonical_json(data).decode("utf-8")
-        del data["claims"]
-        head = canonical_json({k: v for k, v in data.items() if k < "claims"})[:-1]
-        tail = canonical_json({k: v for k, v in data.items() if k > "claims"})[1:]
-        return b"".join((head, b"," if len(head) > 1 else b"", b'"claims":', self.claims_json,
-                         b"," if len(tail) > 1 else b"", tail)).decode("utf-8")
+            return canonical_json(self.event_data()).decode("utf-8")
+        members = []
+        for name, prefix in _EVENT_MEMBERS:
+            if name == "claims":
+                members.append(prefix + self.claims_json.decode("utf-8"))
+                continue
+            value = getattr(self, name)
+            if value is None and name in _PUBLISHER_FIELDS:
+                continue
+            members.append(prefix + _json_text(value))
+        return "{" + ",".join(members) + "}"
+
+
+def _json_text(value: Any) -> str:
+    """``canonical_json(value)`` as text; a string, number or null without the encoder."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return int.__repr__(value)
+    return canonical_json(value).decode("utf-8")
 
 
 _PUBLISHER_FIELDS = ("publisher", "repository", "ci_claims")
 _ISSUED_FIELDS = tuple(f.name for f in fields(StatementRecord)
                        if f.name not in ("log_index", "revoked_at", "revocation_reason",
                                          "claims_json"))
+#: Each member of the ``statement.issued`` entry in canonical (sorted) order, with its
+#: ``"name":`` prefix (the names are plain ASCII: nothing to escape).
+_EVENT_MEMBERS = tuple((name, f'"{name}":') for name in sorted(_ISSUED_FIELDS))
 
 
 #: ``(idx, time, type, actor, channel, subject)`` of an event, without its data.

@@ -1,7 +1,8 @@
 """Batch mint: ``issuer mint --batch`` of 10,000 statements against signing loops.
 
 Ours: the batch file is read and minted exactly as ``issuer mint --batch FILE`` does
-(``read_batch`` then ``Authority.mint_many``): every statement checked against its template,
+(``read_batch`` then ``Authority.mint_many`` with the command's signing workers): every
+statement checked against its template,
 given a status list index, signed, recorded with its transparency log entry, all in one durable
 transaction with a signed checkpoint. Baselines, in the same run, sign the same claims with the
 same key: (a) a PyJWT ``jwt.encode`` loop, (b) a raw joserfc ``jwt.encode`` loop; they record
@@ -22,6 +23,7 @@ from joserfc.jwk import ECKey, OKPKey
 from issuer.cli.mint import read_batch
 from issuer.core.authority import Authority, init_issuer
 from issuer.core.encoding import b64url_decode
+from issuer.core.signing import default_workers
 from issuer.keys.backends.file import read_private
 
 from .common import Row, best_rate
@@ -56,7 +58,8 @@ def run() -> list[Row]:
             kid = auth.keystore.active().kid
 
             def ours() -> int:
-                done = auth.mint_many(read_batch(str(batch))[0], principal="bench", channel="cli")
+                done = auth.mint_many(read_batch(str(batch))[0], principal="bench", channel="cli",
+                                      workers=default_workers())
                 return len(done)
 
             jws_alg = "EdDSA" if alg == "Ed25519" else alg

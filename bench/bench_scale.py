@@ -24,6 +24,7 @@ from pathlib import Path
 
 from issuer.core import checks
 from issuer.core.authority import Authority, init_issuer
+from issuer.core.signing import default_workers
 from issuer.core.statements import MintRequest
 
 from .common import Row, best_rate
@@ -45,7 +46,8 @@ def filled(directory: Path, entries: int) -> Authority:
     while done < entries:
         n = min(BATCH, entries - done)
         auth.mint_many([MintRequest("desktop-agent", {"software_version": f"1.{done + i}"})
-                        for i in range(n)], principal="bench", channel="cli")
+                        for i in range(n)], principal="bench", channel="cli",
+                       workers=default_workers())
         done += n
     return auth
 

@@ -19,6 +19,7 @@ from issuer.core import metadata
 from issuer.core.authority import local_principal
 from issuer.core.errors import UsageError
 from issuer.core.files import atomic_writer
+from issuer.core.signing import default_workers
 from issuer.core.statements import MintRequest, MintResult, parse_mint_request
 
 from .common import authority, claim_options, config_option, json_option, warn
@@ -162,7 +163,7 @@ def mint(template: str | None, sets: tuple[str, ...], set_jsons: tuple[str, ...]
         with progress_bar(len(requests)) as progress:
             results = authority().mint_many(requests, principal=local_principal(),
                                             channel="cli", progress=progress, labels=labels,
-                                            committing=committing)
+                                            committing=committing, workers=default_workers())
         _emit(results, as_json, single=batch is None, out=out)
     if pressed:
         warn(f"Ctrl-C came after the {len(results)} statement(s) were recorded: the output "

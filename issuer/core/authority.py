@@ -6,6 +6,7 @@ Fronts translate arguments and errors; every rule and every write happens here o
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import getpass
@@ -47,7 +48,6 @@ from issuer.core.statements import (
     MintRequest,
     MintResult,
     build_payload,
-    encode_payload,
     new_jti,
     resolve_claims,
 )
@@ -61,11 +61,12 @@ from issuer.core.publishers import (
     parse_publishers,
     unverified_claims,
 )
+from issuer.core.signing import sign_payloads
 from issuer.core.templates import Template, TemplateStore
 from issuer.core.tokens import TokenStore
 from issuer.keys.backends import Prompt, open_backend
 from issuer.keys.backends.file import Passphrase
-from issuer.keys.keystore import Keystore
+from issuer.keys.keystore import Keystore, Signer
 from issuer.keys.lifecycle import KeyLifecycle
 from issuer.log.highwater import HighWaterMark
 from issuer.log.tlog import LogVerificationError, TransparencyLog, origin_for
@@ -395,18 +396,19 @@ class Authority:
     def mint_many(self, requests: Sequence[MintRequest], *, principal: str, channel: str,
                   progress: Progress | None = None,
                   labels: Sequence[str] | None = None,
-                  committing: Progress | None = None) -> list[MintResult]:
+                  committing: Progress | None = None, workers: int = 0) -> list[MintResult]:
         """Mint all of ``requests`` or none: every one is checked before the one transaction
         that signs and records them all (a chunk at a time: ``RECORD_CHUNK``). An error names its item by ``labels`` (``file:line: ``),
         or as ``item N: ``. ``committing(n)`` is called before the last of the ``n``
-        statements' records are written: from there on the batch commits."""
+        statements' records are written: from there on the batch commits. With ``workers``,
+        a large batch is signed in that many forked processes (issuer/core/signing.py)."""
         templates: dict[str, Template] = {}  # each template is read once per batch
         if labels is None:
             labels = [f"item {i + 1}: " if len(requests) > 1 else "" for i in range(len(requests))]
         with gc_paused():
             prepared = [self._prepare(req, principal, channel, templates, label)
                         for req, label in zip(requests, labels, strict=True)]
-            results = self._commit(prepared, progress, committing)
+            results = self._commit(prepared, progress, committing, workers)
         for result in results:
             if isinstance(result, IssuerError):
                 raise result
@@ -431,7 +433,8 @@ class Authority:
         return [outcome if outcome is not None else next(committed) for outcome in outcomes]
 
     def _commit(self, prepared: Sequence[_Prepared], progress: Progress | None = None,
-                committing: Progress | None = None) -> list[MintResult | IssuerError]:
+                committing: Progress | None = None,
+                workers: int = 0) -> list[MintResult | IssuerError]:
         signer = self.keystore.signer()
         now = self.now()
         # One transaction: the status indices, the signatures that carry them, the records and
@@ -449,40 +452,56 @@ class Authority:
             refs = self.status.allocate(len(fresh), now, actor=fresh[0].principal,
                                         channel=fresh[0].channel) if fresh else []
             minted: list[MintResult] = []
+            # The payloads are made here, in order, and signed as they come (in worker
+            # processes for a large batch, a few tasks ahead); each is kept until its
+            # signature is back.
+            made: collections.deque[dict[str, Any]] = collections.deque()
+
+            def payloads() -> Iterator[dict[str, Any]]:
+                for item, ref in zip(fresh, refs):
+                    made.append(self._payload(item, now, ref.claim()))
+                    yield made[-1]
+
+            signed = sign_payloads(signer, payloads(), count=len(fresh), workers=workers)
             # Signed and written a chunk at a time, inside the one transaction: only the
             # results wait for the commit, not every record, entry text and row of the batch.
-            for start in range(0, len(fresh), RECORD_CHUNK):
-                chunk = fresh[start:start + RECORD_CHUNK]
-                chunk_refs = refs[start:start + RECORD_CHUNK]
-                first = self.audit.next_index()
-                records = []
-                for index, (item, ref) in enumerate(zip(chunk, chunk_refs), start=first):
-                    records.append(self._sign(item, signer, now, ref.claim(), index))
-                    if progress:
-                        progress(1)
-                if committing and start + RECORD_CHUNK >= len(fresh):
-                    committing(len(fresh))
-                committed = self.audit.record_statements(
-                    records, status=[(ref.list_id, ref.idx) for ref in chunk_refs])
-                del records
-                for item, record in zip(chunk, committed):
-                    key = item.request.idempotency_key
-                    if key is not None:
-                        self.audit.remember_idempotent(item.scope, key, item.request.digest(),
-                                                       record.jti, now, now - IDEMPOTENCY_WINDOW)
-                    minted.append(_result(record))
+            with contextlib.closing(signed):
+                for start in range(0, len(fresh), RECORD_CHUNK):
+                    chunk = fresh[start:start + RECORD_CHUNK]
+                    chunk_refs = refs[start:start + RECORD_CHUNK]
+                    first = self.audit.next_index()
+                    records = []
+                    for index, item in enumerate(chunk, start=first):
+                        payload_json, token = next(signed)
+                        records.append(self._record(item, signer, made.popleft(), payload_json,
+                                                    token, index))
+                        if progress:
+                            progress(1)
+                    if committing and start + RECORD_CHUNK >= len(fresh):
+                        committing(len(fresh))
+                    committed = self.audit.record_statements(
+                        records, status=[(ref.list_id, ref.idx) for ref in chunk_refs])
+                    del records
+                    for item, record in zip(chunk, committed):
+                        key = item.request.idempotency_key
+                        if key is not None:
+                            self.audit.remember_idempotent(item.scope, key,
+                                                           item.request.digest(), record.jti,
+                                                           now, now - IDEMPOTENCY_WINDOW)
+                        minted.append(_result(record))
         results = iter(minted)
         return [next(results) if found is None else found for found in earlier]
 
-    def _sign(self, item: _Prepared, signer: Any, now: int, status: dict[str, Any],
-              index: int) -> StatementRecord:
-        jti = new_jti()
+    def _payload(self, item: _Prepared, now: int, status: dict[str, Any]) -> dict[str, Any]:
         origin = item.request.origin
-        payload = build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
-                                lifetime=item.template.lifetime, jti=jti, status=status,
-                                provenance=origin.provenance if origin else None)
-        payload_json = encode_payload(payload)
-        token = signer.sign(payload_json)
+        return build_payload(issuer=self.config.issuer, claims=item.claims, iat=now,
+                             lifetime=item.template.lifetime, jti=new_jti(), status=status,
+                             provenance=origin.provenance if origin else None)
+
+    def _record(self, item: _Prepared, signer: Signer, payload: dict[str, Any],
+                payload_json: bytes, token: str, index: int) -> StatementRecord:
+        origin = item.request.origin
+        now, jti = payload["iat"], payload["jti"]
         return StatementRecord(
             jti=jti, digest=statement_digest(token), iss=self.config.issuer,
             kid=signer.kid, alg=signer.alg, template=item.template.name,

@@ -105,6 +105,11 @@ class Signer:
             self._prefixes[typ] = prefix
         return prefix
 
+    @property
+    def forkable(self) -> bool:
+        """Whether a forked worker process may sign with this signer's key."""
+        return self._key.forkable
+
     def sign(self, payload: bytes, typ: str = "JWT") -> str:
         """The compact JWS of ``payload`` with header ``{alg, kid, typ}``."""
         signing_input = self._prefix(typ) + b64url(payload)

@@ -54,18 +54,18 @@ def test_ctrl_c_after_the_commit_still_writes_the_output(cli: Cli, tmp_path: Pat
 
 def test_ctrl_c_while_signing_records_nothing(cli: Cli, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    sign = Authority._sign
+    record = Authority._record  # called as each signature comes back
     calls: list[int] = []
 
-    def interrupted_sign(self: Authority, *args: Any, **kwargs: Any) -> Any:
+    def interrupted_record(self: Authority, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 3:
             ctrl_c()
-        return sign(self, *args, **kwargs)
+        return record(self, *args, **kwargs)
 
-    monkeypatch.setattr(Authority, "_sign", interrupted_sign)
+    monkeypatch.setattr(Authority, "_record", interrupted_record)
     result = cli("mint", "--batch", str(batch_file(tmp_path, 5)))
     assert_one_line_error(result, 130, "interrupted")
     assert result.stdout == "" and recorded(cli) == []
-    monkeypatch.setattr(Authority, "_sign", sign)
+    monkeypatch.setattr(Authority, "_record", record)
     assert cli("audit", "verify").exit_code == 0

@@ -49,6 +49,10 @@ class NewKey:
 class BackendKey(ABC):
     """One private key inside a backend, ready to sign."""
 
+    #: May a forked worker process sign with this object (issuer/core/signing.py)? Only
+    #: when it holds the key itself: a token session or a KMS client belongs to one process.
+    forkable: ClassVar[bool] = False
+
     @abstractmethod
     def public_jwk(self) -> dict[str, Any]:
         """The public JWK, as the backend holds it (the keystore checks it against the kid)."""

@@ -230,6 +230,7 @@ class FileKey(BackendKey):
     """A private key loaded from its file; it never leaves this object."""
 
     __slots__ = ("_alg", "_ecdsa", "_private")
+    forkable = True  # the key is in this process's memory, which a fork copies
 
     def __init__(self, alg: str, private: PrivateKey) -> None:
         self._alg = alg

@@ -1,0 +1,115 @@
+"""Encoding and signing a batch's payloads, in worker processes when the batch is large.
+
+ECDSA signing in ``cryptography`` holds the GIL, so threads add no signing capacity; processes
+do. For a large batch (``issuer mint --batch``) with a key in a file, worker processes are
+forked from the minting process and inherit its loaded key in their copy of its memory: the
+key is never serialised, written or sent, and it ends with them when the batch ends. Each
+worker encodes payloads (canonical JSON, RFC 7519 section 7.1) and signs them; the minting
+process keeps everything else: the checks before, and the records, the log entries and the
+one transaction after (docs/performance.md, "Batch mint"). A key in an HSM or a KMS is never
+forked: its session or client belongs to one process, and it signs in its own service.
+
+Whatever goes wrong in a worker (an error, a crash, a kill) raises in the minting process
+inside its transaction, so nothing of the batch is recorded or output.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import signal
+from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from issuer.core.errors import KeystoreError
+from issuer.core.statements import encode_payload
+from issuer.keys.keystore import Signer
+
+#: Payloads per task sent to a worker: large enough that the hand-off costs little per
+#: statement, small enough that the workers start signing at once.
+TASK_SIZE = 250
+#: Below this many statements a batch is signed in the minting process: forking the workers
+#: costs more than it saves.
+PARALLEL_MIN = 2000
+#: Worker processes at most: beyond two, the minting process's own share (the inserts, the
+#: log) is the limit.
+MAX_WORKERS = 2
+
+Payload = dict[str, Any]
+Signed = tuple[bytes, str]  # the payload's bytes and the compact JWS over them
+
+#: The signer of the forked workers: set in the minting process just before it forks them,
+#: inherited by each, never passed to them.
+_SIGNER: Signer | None = None
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group; the minting process decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _sign_task(payloads: list[Payload]) -> list[Signed]:
+    assert _SIGNER is not None, "a signing worker runs only forked by sign_payloads"
+    return [_sign(_SIGNER, payload) for payload in payloads]
+
+
+def _sign(signer: Signer, payload: Payload) -> Signed:
+    payload_json = encode_payload(payload)
+    return payload_json, signer.sign(payload_json)
+
+
+def default_workers() -> int:
+    """Worker processes for a large batch on this machine: the cores but one (the minting
+    process keeps one busy), at least one, at most ``MAX_WORKERS``."""
+    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+def sign_payloads(signer: Signer, payloads: Iterable[Payload], *, count: int,
+                  workers: int = 0) -> Generator[Signed, None, None]:
+    """``(payload bytes, compact JWS)`` for each payload, in order. With ``workers`` and at
+    least ``PARALLEL_MIN`` payloads (``count``) and a key that may be forked, in that many
+    worker processes, a few tasks ahead of the caller; otherwise here."""
+    if workers < 1 or count < PARALLEL_MIN or not signer.forkable:
+        for payload in payloads:
+            yield _sign(signer, payload)
+        return
+    yield from _in_workers(signer, payloads, workers)
+
+
+def _in_workers(signer: Signer, payloads: Iterable[Payload],
+                workers: int) -> Generator[Signed, None, None]:
+    global _SIGNER
+    _SIGNER = signer
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_ignore_interrupts)
+    try:
+        # A bounded window of tasks: a batch of 100,000 is never all in flight at once.
+        pending: collections.deque[Future[list[Signed]]] = collections.deque()
+        for task in _tasks(payloads):
+            pending.append(pool.submit(_sign_task, task))
+            if len(pending) > 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    except BrokenProcessPool:
+        raise KeystoreError("a signing worker process ended before the batch was signed; "
+                            "nothing was minted") from None
+    finally:
+        # Also when the minting process stops early: the queued tasks are dropped and the
+        # workers end before the caller's transaction rolls back.
+        pool.shutdown(wait=True, cancel_futures=True)
+        _SIGNER = None
+
+
+def _tasks(payloads: Iterable[Payload]) -> Iterator[list[Payload]]:
+    task: list[Payload] = []
+    for payload in payloads:
+        task.append(payload)
+        if len(task) == TASK_SIZE:
+            yield task
+            task = []
+    if task:
+        yield task

@@ -196,6 +196,25 @@ def verify(
     """
     parsed = token if isinstance(token, Compact) else parse_compact(token)
     check_kind(parsed)
+    return verify_kind_checked(parsed, jwks=jwks, issuer=issuer, algorithms=algorithms,
+                               clock=clock, leeway=leeway, status=status,
+                               require_exp=require_exp, audience=audience)
+
+
+def verify_kind_checked(
+    parsed: Compact,
+    *,
+    jwks: Mapping[str, Any],
+    issuer: str,
+    algorithms: Collection[str] = DEFAULT_ALGORITHMS,
+    clock: Clock | None = None,
+    leeway: int = DEFAULT_LEEWAY,
+    status: StatusListClient | None = None,
+    require_exp: bool = True,
+    audience: str | None = None,
+) -> VerifiedStatement:
+    """:func:`verify` of a token that :func:`check_kind` has passed already (a caller that
+    refuses other kinds of token before fetching anything, then verifies)."""
     check_signature(parsed, jwks, algorithms)
     header = parsed.header
     alg, kid = header["alg"], header.get("kid")

@@ -37,6 +37,10 @@ PARALLEL_MIN = 2000
 #: Worker processes at most: beyond two, the minting process's own share (the inserts, the
 #: log) is the limit.
 MAX_WORKERS = 2
+#: Tasks handed out ahead of the minting process: new ones go out only as it takes results,
+#: so the window must outlast its pauses (writing a chunk of 1,000 records) or the workers
+#: idle through them. 2,000 payloads in flight at most: a large batch is never all in memory.
+AHEAD = 8
 
 Payload = dict[str, Any]
 Signed = tuple[bytes, str]  # the payload's bytes and the compact JWS over them
@@ -86,11 +90,10 @@ def _in_workers(signer: Signer, payloads: Iterable[Payload],
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_ignore_interrupts)
     try:
-        # A bounded window of tasks: a batch of 100,000 is never all in flight at once.
         pending: collections.deque[Future[list[Signed]]] = collections.deque()
         for task in _tasks(payloads):
             pending.append(pool.submit(_sign_task, task))
-            if len(pending) > 2 * workers:
+            if len(pending) >= AHEAD:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()

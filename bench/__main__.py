@@ -37,8 +37,9 @@ def main() -> int:
     print(f"machine: {machine()}", flush=True)
     started = time.perf_counter()
     rows = []
-    # The scale case's million statements are filled by their own process while the HTTP
-    # case mints its untimed 100,000 (one core each); no timed case starts before both end.
+    # The scale case's million statements are filled by their own processes while the HTTP
+    # case mints its untimed 100,000 (the served process is held to about one core by the
+    # GIL); no timed case starts before both end.
     fill = bench_scale.Fill()
     cases: tuple[tuple[str, Callable[[], list[Row]]], ...] = (
         ("batch mint", bench_mint.run),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,9 +65,10 @@ class Fill:
 
     def start(self) -> None:
         if self._process is None:
+            # Its own session, so that cleanup() ends its signing workers with it.
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "bench.bench_scale", str(self.directory),
-                 str(self.entries)], cwd=Path(__file__).parent.parent)
+                 str(self.entries)], cwd=Path(__file__).parent.parent, start_new_session=True)
 
     def wait(self) -> None:
         self.start()
@@ -81,7 +83,7 @@ class Fill:
 
     def cleanup(self) -> None:
         if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+            os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
         self._tmp.cleanup()
 

@@ -16,9 +16,11 @@ inside its transaction, so nothing of the batch is recorded or output.
 from __future__ import annotations
 
 import collections
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,20 +41,30 @@ PARALLEL_MIN = 2000
 MAX_WORKERS = 2
 #: Tasks handed out ahead of the minting process: new ones go out only as it takes results,
 #: so the window must outlast its pauses (writing a chunk of 1,000 records) or the workers
-#: idle through them. 2,000 payloads in flight at most: a large batch is never all in memory.
+#: idle through them. About 2,500 payloads in flight at most (the window, and a task being
+#: filled): a large batch is never all in memory.
 AHEAD = 8
 
 Payload = dict[str, Any]
 Signed = tuple[bytes, str]  # the payload's bytes and the compact JWS over them
 
-#: The signer of the forked workers: set in the minting process just before it forks them,
-#: inherited by each, never passed to them.
+#: A worker's signer: set by :func:`_start_worker` in each forked worker (the minting process
+#: hands it over as an argument of the fork, which copies it; nothing is pickled).
 _SIGNER: Signer | None = None
+#: ``prctl(PR_SET_PDEATHSIG, ...)``: Linux ends a process when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
-def _ignore_interrupts() -> None:
+def _start_worker(signer: Signer, parent: int) -> None:
+    global _SIGNER
+    _SIGNER = signer
     # Ctrl-C reaches the whole process group; the minting process decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker must not outlive the minting process with the key in its memory (the minting
+    # process killed by the OOM killer or a signal would otherwise leave it waiting forever).
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
+        os._exit(1)  # the parent is already gone, or can't be watched: sign nothing
 
 
 def _sign_task(payloads: list[Payload]) -> list[Signed]:
@@ -66,9 +78,13 @@ def _sign(signer: Signer, payload: Payload) -> Signed:
 
 
 def default_workers() -> int:
-    """Worker processes for a large batch on this machine: the cores but one (the minting
-    process keeps one busy), at least one, at most ``MAX_WORKERS``."""
-    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) - 1))
+    """Worker processes for a large batch on this machine: the cores this process may use but
+    one (the minting process keeps one busy), at most ``MAX_WORKERS``; none on one core, and
+    none off Linux (forking is unsafe on macOS, and only Linux ends a worker with its
+    parent)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    return max(0, min(MAX_WORKERS, len(os.sched_getaffinity(0)) - 1))
 
 
 def sign_payloads(signer: Signer, payloads: Iterable[Payload], *, count: int,
@@ -85,10 +101,11 @@ def sign_payloads(signer: Signer, payloads: Iterable[Payload], *, count: int,
 
 def _in_workers(signer: Signer, payloads: Iterable[Payload],
                 workers: int) -> Generator[Signed, None, None]:
-    global _SIGNER
-    _SIGNER = signer
+    # Whatever the parent has buffered would be written again by each worker when it exits.
+    sys.stdout.flush()
+    sys.stderr.flush()
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_ignore_interrupts)
+                               initializer=_start_worker, initargs=(signer, os.getpid()))
     try:
         pending: collections.deque[Future[list[Signed]]] = collections.deque()
         for task in _tasks(payloads):
@@ -104,7 +121,6 @@ def _in_workers(signer: Signer, payloads: Iterable[Payload],
         # Also when the minting process stops early: the queued tasks are dropped and the
         # workers end before the caller's transaction rolls back.
         pool.shutdown(wait=True, cancel_futures=True)
-        _SIGNER = None
 
 
 def _tasks(payloads: Iterable[Payload]) -> Iterator[list[Payload]]:

@@ -129,6 +129,9 @@ class Compact:
     payload_segment: str
     signature_segment: str = ""
     _claims: dict[str, Any] | None = None
+    #: Set by ``check_kind`` once it has passed, so that a caller that refuses other kinds of
+    #: token before fetching anything does not pay for the check again inside ``verify``.
+    kind_checked: bool = False
 
     @property
     def signing_input(self) -> bytes:

@@ -85,6 +85,7 @@ def check_kind(parsed: Compact) -> None:
         if name in claims:
             raise invalid(f"payload carries '{name}': it is another kind of token (a status "
                           "list or a key set), not a software statement (RFC 8725 section 3.12)")
+    parsed.kind_checked = True
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float:
@@ -195,26 +196,8 @@ def verify(
     someone other than ``issuer``.
     """
     parsed = token if isinstance(token, Compact) else parse_compact(token)
-    check_kind(parsed)
-    return verify_kind_checked(parsed, jwks=jwks, issuer=issuer, algorithms=algorithms,
-                               clock=clock, leeway=leeway, status=status,
-                               require_exp=require_exp, audience=audience)
-
-
-def verify_kind_checked(
-    parsed: Compact,
-    *,
-    jwks: Mapping[str, Any],
-    issuer: str,
-    algorithms: Collection[str] = DEFAULT_ALGORITHMS,
-    clock: Clock | None = None,
-    leeway: int = DEFAULT_LEEWAY,
-    status: StatusListClient | None = None,
-    require_exp: bool = True,
-    audience: str | None = None,
-) -> VerifiedStatement:
-    """:func:`verify` of a token that :func:`check_kind` has passed already (a caller that
-    refuses other kinds of token before fetching anything, then verifies)."""
+    if not parsed.kind_checked:
+        check_kind(parsed)
     check_signature(parsed, jwks, algorithms)
     header = parsed.header
     alg, kid = header["alg"], header.get("kid")

@@ -43,12 +43,7 @@ from issuer.verifier.jose import (
     parse_compact,
 )
 from issuer.verifier.remote import HistoricalKeysClient, RemoteJwks, StatusListClient, rebase
-from issuer.verifier.statement import (
-    VerifiedStatement,
-    check_kind,
-    check_status,
-    verify_kind_checked,
-)
+from issuer.verifier.statement import VerifiedStatement, check_kind, check_status, verify
 
 
 @dataclass(frozen=True)
@@ -160,10 +155,9 @@ class StatementVerifier:
         jwks = trusted.jwks if entry.jwks is None else entry.jwks.get(kid)
         assert jwks is not None
         try:
-            result = verify_kind_checked(
-                parsed, jwks=jwks, issuer=trusted.issuer, algorithms=trusted.algorithms,
-                clock=self.clock, leeway=self.leeway, require_exp=trusted.require_exp,
-                audience=self.audience)
+            result = verify(parsed, jwks=jwks, issuer=trusted.issuer,
+                            algorithms=trusted.algorithms, clock=self.clock, leeway=self.leeway,
+                            require_exp=trusted.require_exp, audience=self.audience)
         except InvalidSoftwareStatement as exc:
             if kid is not None and entry.historical is not None and "unknown key" in exc.description:
                 raise self._explain(entry, kid, jwks) from None

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import select
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import jwt as pyjwt
@@ -110,7 +113,8 @@ def test_ctrl_c_reaching_the_workers_does_not_break_the_batch(auth: Authority) -
                 os.kill(child.pid, signal.SIGINT)  # type: ignore[arg-type]
                 sent.append(1)
 
-    results = auth.mint_many(requests(BIG), principal="a", channel="cli", workers=2,
+    # One worker: the first result back means it has set up its signal handling.
+    results = auth.mint_many(requests(BIG), principal="a", channel="cli", workers=1,
                              progress=interrupt_workers)
     assert sent and len(results) == BIG == auth.audit.count_statements()
 
@@ -130,6 +134,76 @@ def test_stopping_mid_batch_ends_the_workers_and_records_nothing(auth: Authority
                        progress=interrupted)
     assert multiprocessing.active_children() == []
     assert (auth.audit.count_statements(), auth.log.size()) == before
+
+
+def test_the_workers_end_when_the_minting_process_is_killed(home: Path) -> None:
+    """The minting process killed mid-batch (the OOM killer picks the largest process): its
+    workers, which hold the key, must not live on waiting for work."""
+    script = f"""
+import multiprocessing, os, signal
+from pathlib import Path
+from issuer.core.authority import Authority
+from issuer.core.statements import MintRequest
+auth = Authority.from_config(Path({str(home / "issuer.toml")!r}), env={{}})
+def progress(n):
+    workers = multiprocessing.active_children()
+    if workers:
+        print(" ".join(str(w.pid) for w in workers), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+auth.mint_many([MintRequest("desktop-agent", {{"software_version": str(i)}})
+                for i in range({BIG})], principal="a", channel="cli", workers=2,
+               progress=progress)
+"""
+    # Files, not pipes: live workers would hold a pipe open and stall the run.
+    printed, errors = home / "workers", home / "errors"
+    with printed.open("w") as out, errors.open("w") as err:
+        done = subprocess.run([sys.executable, "-c", script], stdout=out, stderr=err,
+                              timeout=120)
+    assert done.returncode == -signal.SIGKILL, errors.read_text()
+    pids = [int(pid) for pid in printed.read_text().split()]
+    assert pids
+    for pid in pids:
+        try:
+            exited = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # gone already
+        try:  # readable once the process has ended: waits on that, not on a timer
+            assert select.select([exited], [], [], 30)[0], f"worker {pid} outlived its parent"
+        finally:
+            os.close(exited)
+
+
+class _ForkableFileKey(BackendKey):
+    """A real Ed25519 key held in memory like a file key, noting which process signs."""
+
+    forkable = True
+
+    def __init__(self, signed_by: Path) -> None:
+        self.private = ed25519.Ed25519PrivateKey.generate()
+        self.signed_by = signed_by
+
+    def public_jwk(self) -> dict[str, object]:
+        return public_jwk(self.private.public_key())
+
+    def sign(self, signing_input: bytes) -> bytes:
+        with self.signed_by.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return self.private.sign(signing_input)
+
+
+def test_the_signatures_are_made_in_the_workers(tmp_path: Path) -> None:
+    key = _ForkableFileKey(tmp_path / "signed-by")
+    signer = Signer("k", "Ed25519", key)
+    payloads = [{"n": i} for i in range(PARALLEL_MIN)]
+    signed = list(sign_payloads(signer, payloads, count=len(payloads), workers=2))
+    signers = {int(pid) for pid in (tmp_path / "signed-by").read_text().split()}
+    assert os.getpid() not in signers and len(signers) >= 1
+    assert [json.loads(body)["n"] for body, _ in signed] == list(range(PARALLEL_MIN))
+    for body, token in signed[::199]:
+        signing_input, _, signature = token.rpartition(".")
+        key.private.public_key().verify(b64url_decode(signature), signing_input.encode())
+    # ECDSA and Ed25519 per process: no two statements share a signature.
+    assert len({token.rpartition(".")[2] for _, token in signed}) == PARALLEL_MIN
 
 
 class _ProcessBoundKey(BackendKey):

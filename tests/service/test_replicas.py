@@ -136,9 +136,15 @@ def assert_recorded_and_consistent(home: Path, load: Load,
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
+    # SIGTERM: a supervisor stops its worker processes on it; SIGKILL would leave them running.
     for process in started:
-        process.kill()
-        process.wait(timeout=30)
+        process.terminate()
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 def test_two_replicas_on_postgresql_survive_a_kill_and_a_database_restart(

@@ -497,6 +497,8 @@ def test_long_values_are_shortened_in_messages() -> None:
     ("https://app.example.com/cb#done", "RFC 6749 section 3.1.2"),
     ("com.example.app:///cb", "RFC 8252 section 7.1"),  # empty authority, still an authority
     ("com.example.app://cb", "RFC 8252 section 7.1"),
+    ("com.example.app://", "RFC 8252 section 7.1"),
+    ("com.example.app://?x=1", "RFC 8252 section 7.1"),
     ("1com.example.app:/cb", "RFC 6749 section 3.1.2"),
     ("https://app.example.com/cb\x7f", "RFC 3986 section 3"),
 ])
@@ -504,6 +506,28 @@ def test_redirect_uris_that_are_refused(uri: str, rule: str) -> None:
     findings = metadata.check_claims(claims(redirect_uris=[uri], application_type="native"))
     assert [(f.level, f.claim, f.rule, f.code) for f in findings] == [
         ("error", "redirect_uris", rule, "invalid_redirect_uri")]
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("https://app.example.com/c b", "contains whitespace or control characters"),
+    ("https://*.example.com/cb", "contains a wildcard; redirect URIs are matched exactly"),
+    ("//app.example.com/cb", "is not an absolute URI"),
+    ("https://app.example.com/cb#x", "must not have a fragment"),
+    ("https://u@app.example.com/cb", "must not carry userinfo"),
+    ("javascript:alert(1)", "uses the 'javascript' scheme, which a browser runs or reads locally "
+                            "instead of navigating: never a redirect URI"),
+    ("https:///cb", "has no host"),
+    ("http://localhost/cb", "uses 'localhost', which can resolve off the loopback interface; use "
+                            "the loopback IP literal 127.0.0.1 or [::1]"),
+    ("http://app.example.com/cb", "uses http on a non-loopback host; use https"),
+    ("com.example.app://cb", "names an authority after a private-use scheme; use a single slash "
+                             "(com.example.app:/path)"),
+    ("myapp:/cb", "uses a scheme that is neither https, http on a loopback address, nor a "
+                  "private-use reverse-domain scheme like com.example.app"),
+])
+def test_a_refused_redirect_uri_s_finding_says_why(uri: str, message: str) -> None:
+    (finding,) = metadata.check_claims(claims(redirect_uris=[uri], application_type="native"))
+    assert finding.message == f"{uri!r} {message}"
 
 
 @pytest.mark.parametrize("uri", ["HTTPS://app.example.com/cb", "HTTP://127.0.0.1:8080/cb",

@@ -232,11 +232,13 @@ def _redirect_uri_rules(uri: str) -> tuple[str | None, str]:
     if "*" in uri:
         return "contains a wildcard; redirect URIs are matched exactly", "RFC 9700 section 2.1"
     parts = urlsplit(uri)
-    if not parts.scheme or not _SCHEME.match(parts.scheme):
+    # urlsplit returns a scheme only when it is one (RFC 3986 section 3.1: a letter, then
+    # letters, digits, "+", "-", "."), and sees userinfo exactly when the authority has an "@".
+    if not parts.scheme:
         return "is not an absolute URI", "RFC 6749 section 3.1.2"
     if "#" in uri:
         return "must not have a fragment", "RFC 6749 section 3.1.2"
-    if parts.username is not None or "@" in parts.netloc:
+    if "@" in parts.netloc:
         return "must not carry userinfo", "RFC 9700 section 4.1.1"
     scheme = parts.scheme.lower()
     if scheme in _SCRIPT_SCHEMES:

@@ -33,6 +33,23 @@ def test_the_base_client_is_clean() -> None:
     assert metadata.check_claims(BASE, statement=True) == []
 
 
+def test_an_empty_claim_name_is_refused() -> None:
+    assert metadata.check_claims({**BASE, "": "x"}) == [
+        Finding("error", "", "claim names must be non-empty strings", "RFC 7519 section 4")]
+
+
+def test_changed_claims_are_checked_and_the_template_s_claims_are_not_again() -> None:
+    # Mint time: the template's claims passed when it loaded; the mint-time values did not.
+    minted = claims(scope="read  write", client_name="")
+    assert found(minted, changed=["scope"]) == [
+        ("error", "scope", "RFC 7591 section 2, RFC 6749 section 3.3")]
+    assert found(minted, changed=["software_version"]) == []
+    # nor are the rules across claims run again when no claim they read changed
+    assert found(claims("redirect_uris"), changed=["client_name"]) == []
+    assert found(claims("redirect_uris"), changed=["grant_types"]) == [
+        ("error", "redirect_uris", "RFC 6749 section 3.1.2.2, RFC 9700 section 2.1")]
+
+
 # --- jwks: a JWK Set of public keys, nothing else (RFC 7591 section 2, RFC 7517 section 5) -----
 
 JWK_SET = "RFC 7591 section 2, RFC 7517 section 5"
@@ -98,6 +115,190 @@ def test_a_bad_aud_finding_describes_the_value() -> None:
         Finding("error", "aud", "must be a non-empty string or array of strings (a URI when it "
                 "contains ':'), got an array", "RFC 7519 section 4.1.3")]
     assert metadata.check_claims(claims(aud=5))[0].message.endswith("got a number (5)")
+
+
+# --- grant types and response types agree (RFC 7591 section 2.1) ------------------------------
+
+CODE_NEEDS_GRANT = "a 'code' response type needs the 'authorization_code' grant type"
+TOKEN_NEEDS_GRANT = "a 'token' or 'id_token' response type needs the 'implicit' grant type"
+GRANT_NEEDS_CODE = "the 'authorization_code' grant type needs the 'code' response type"
+GRANT_NEEDS_TOKEN = "the 'implicit' grant type needs a 'token' response type"
+DEFAULTED = (" (response_types defaults to [\"code\"] when omitted; set response_types = [] for "
+             "a client without redirect flows)")
+
+
+@pytest.mark.parametrize(("grants", "responses", "expected"), [
+    (["client_credentials"], None, [("grant_types", CODE_NEEDS_GRANT + DEFAULTED)]),
+    (["client_credentials"], ["code"], [("grant_types", CODE_NEEDS_GRANT)]),
+    (["client_credentials"], [], []),
+    (["authorization_code"], ["id_token"],
+     [("grant_types", TOKEN_NEEDS_GRANT), ("response_types", GRANT_NEEDS_CODE)]),
+    (["implicit"], ["code"],
+     [("grant_types", CODE_NEEDS_GRANT), ("response_types", GRANT_NEEDS_TOKEN)]),
+    (None, ["token"], [("grant_types", TOKEN_NEEDS_GRANT), ("response_types", GRANT_NEEDS_CODE)]),
+    (["implicit"], ["id_token"], []),
+    (["implicit"], ["token"], []),
+    (["authorization_code", "implicit"], ["code id_token"], []),  # a hybrid response type
+])
+def test_grant_types_and_response_types_must_agree(
+        grants: list[str] | None, responses: list[str] | None,
+        expected: list[tuple[str, str]]) -> None:
+    change = {k: v for k, v in (("grant_types", grants), ("response_types", responses))
+              if v is not None}
+    drop = [k for k in ("grant_types", "response_types") if k not in change]
+    assert metadata.check_claims(claims(*drop, **change), statement=True) == [
+        Finding("error", claim, message, "RFC 7591 section 2.1") for claim, message in expected]
+
+
+@pytest.mark.parametrize(("pending", "change"), [
+    ("grant_types", {"response_types": ["token"]}),
+    ("response_types", {"grant_types": ["client_credentials"]}),
+])
+def test_grant_and_response_types_required_at_mint_time_are_not_judged_yet(
+        pending: str, change: dict[str, Any]) -> None:
+    assert metadata.check_claims(claims(pending, **change), pending=[pending],
+                                 statement=True) == []
+
+
+# --- redirect-based grants need redirect URIs; private-use schemes are for native apps ---------
+
+def test_a_redirect_grant_without_redirect_uris_is_refused_with_its_code() -> None:
+    assert metadata.check_claims(claims("redirect_uris"), statement=True) == [
+        Finding("error", "redirect_uris", "the 'authorization_code' grant type needs registered "
+                "redirect_uris", "RFC 6749 section 3.1.2.2, RFC 9700 section 2.1",
+                "invalid_redirect_uri")]
+
+
+def test_redirect_uris_required_at_mint_time_are_not_missing() -> None:
+    assert metadata.check_claims(claims("redirect_uris"), pending=["redirect_uris"]) == []
+
+
+PRIVATE_USE_WEB = Finding(
+    "error", "redirect_uris", "'com.example.app:/cb' is a private-use scheme, which only a "
+    "native app can receive (set application_type = \"native\")",
+    "RFC 8252 section 7.1, OpenID Connect Registration 1.0 section 2", "invalid_redirect_uri")
+
+
+@pytest.mark.parametrize("drop", [(), ("grant_types", "response_types")])
+def test_a_private_use_redirect_uri_is_refused_for_a_web_client(drop: tuple[str, ...]) -> None:
+    # With or without grant types: a base template naming no grant is checked too.
+    assert metadata.check_claims(claims(*drop, redirect_uris=["com.example.app:/cb"]),
+                                 statement=True) == [PRIVATE_USE_WEB]
+
+
+def test_redirect_flows_wait_for_grant_types_required_at_mint_time() -> None:
+    template = claims("grant_types", "response_types", redirect_uris=["com.example.app:/cb"])
+    assert metadata.check_claims(template, pending=["grant_types", "response_types"]) == []
+    minted = {**template, "grant_types": ["authorization_code"], "response_types": ["code"]}
+    assert metadata.check_claims(minted, statement=True,
+                                 changed=["grant_types", "response_types"]) == [PRIVATE_USE_WEB]
+
+
+def test_a_redirect_uri_that_is_not_a_string_is_one_finding() -> None:
+    assert metadata.check_claims(claims(redirect_uris=["https://app.example.com/cb", 5])) == [
+        Finding("error", "redirect_uris", "must be an array of non-empty strings, got an array",
+                "RFC 7591 section 2")]
+
+
+# --- client authentication: key material, one certificate name, confidential grants --------
+
+KEY_NEEDED = ("needs jwks_uri (or jwks) so the authorization server can verify the client's key",
+              "RFC 7591 section 2, RFC 7523 section 2.2, RFC 8705 section 2.2")
+
+
+@pytest.mark.parametrize("method", ["private_key_jwt", "self_signed_tls_client_auth"])
+def test_a_key_based_method_without_keys_is_refused(method: str) -> None:
+    message, rule = KEY_NEEDED
+    assert metadata.check_claims(claims("jwks_uri", token_endpoint_auth_method=method),
+                                 statement=True) == [
+        Finding("error", "token_endpoint_auth_method", f"{method} {message}", rule)]
+
+
+@pytest.mark.parametrize("pending", ["jwks", "jwks_uri"])
+def test_keys_required_at_mint_time_count_as_keys(pending: str) -> None:
+    assert metadata.check_claims(claims("jwks_uri"), pending=[pending]) == []
+
+
+def test_jwks_and_jwks_uri_together_are_refused() -> None:
+    jwks = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED25519_X}]}
+    assert metadata.check_claims(claims(jwks=jwks), statement=True) == [
+        Finding("error", "jwks", "jwks and jwks_uri must not both be present",
+                "RFC 7591 section 2")]
+
+
+TLS_NAMES = ["tls_client_auth_subject_dn", "tls_client_auth_san_dns", "tls_client_auth_san_uri",
+             "tls_client_auth_san_ip", "tls_client_auth_san_email"]
+
+
+@pytest.mark.parametrize(("given", "pending", "refused"), [
+    ([], [], True),
+    (["tls_client_auth_subject_dn"], [], False),
+    (["tls_client_auth_san_email"], [], False),
+    ([], ["tls_client_auth_san_dns"], False),
+    (["tls_client_auth_subject_dn", "tls_client_auth_san_dns"], [], True),
+    (["tls_client_auth_subject_dn"], ["tls_client_auth_san_ip"], True),
+])
+def test_tls_client_auth_needs_exactly_one_certificate_name(
+        given: list[str], pending: list[str], refused: bool) -> None:
+    values = {name: "CN=app.example.com" for name in given}
+    findings = metadata.check_claims(
+        claims("jwks_uri", token_endpoint_auth_method="tls_client_auth", **values),
+        pending=pending)
+    assert findings == ([Finding("error", "token_endpoint_auth_method",
+                                 "tls_client_auth needs exactly one of " + ", ".join(TLS_NAMES),
+                                 "RFC 8705 section 2.1.2")] if refused else [])
+
+
+def test_client_credentials_needs_an_authenticated_client() -> None:
+    public = claims("jwks_uri", token_endpoint_auth_method="none",
+                    grant_types=["client_credentials"], response_types=[])
+    assert metadata.check_claims(public, statement=True) == [
+        Finding("error", "grant_types", "client_credentials needs an authenticated (confidential) "
+                "client, but token_endpoint_auth_method is 'none'", "RFC 6749 section 4.4")]
+    assert metadata.check_claims({**public, "grant_types": ["refresh_token"]},
+                                 statement=True) == []
+
+
+# --- legal but risky: warnings, errors under --strict ------------------------------------------
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED25519_X}]}},
+     Finding("warning", "jwks", "keys by value can't be rotated without a new statement; prefer "
+             "jwks_uri", "RFC 7591 section 2")),
+    ({"token_endpoint_auth_method": "client_secret_basic"},
+     Finding("warning", "token_endpoint_auth_method", "client_secret_basic relies on a shared "
+             "secret, which distributed software can't keep; prefer private_key_jwt",
+             "RFC 7591 section 2, RFC 9700 section 2.5")),
+    ({"grant_types": ["implicit"], "response_types": ["token"], "jwks_uri": BASE["jwks_uri"]},
+     Finding("warning", "grant_types", "the implicit grant exposes access tokens in the front "
+             "channel", "RFC 9700 section 2.1.2")),
+    ({"redirect_uris": ["http://127.0.0.1:8080/cb"], "jwks_uri": BASE["jwks_uri"]},
+     Finding("warning", "redirect_uris", "'http://127.0.0.1:8080/cb' is a loopback http redirect "
+             "outside a native-app template (set application_type = \"native\")",
+             "RFC 8252 section 7.3")),
+])
+def test_risky_choices_are_warnings_naming_their_rule(change: dict[str, Any],
+                                                      expected: Finding) -> None:
+    assert metadata.check_claims(claims("jwks_uri", **change)) == [expected]
+    assert metadata.check_claims(claims("jwks_uri", **change), statement=True) == []
+
+
+# --- language tags: only on human-readable fields, BCP 47 shaped (RFC 7591 section 2.2) -------
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("scope#de", "language tags are only allowed on human-readable fields (client_name, "
+                 "client_uri, logo_uri, policy_uri, tos_uri)"),
+    # the tag is everything after the first '#'
+    ("client_name#en#US", "'en#US' is not a BCP 47 language tag"),
+    ("client_name#en_US", "'en_US' is not a BCP 47 language tag"),
+])
+def test_language_tags_that_are_refused(name: str, message: str) -> None:
+    assert metadata.check_claims(claims(**{name: "read"})) == [
+        Finding("error", name, message, "RFC 7591 section 2.2")]
+
+
+def test_a_language_tagged_name_is_accepted() -> None:
+    assert metadata.check_claims(claims(**{"client_name#ja-Jpan-JP": "x"})) == []
 
 
 # --- near misses: a typo that would leave the real claim unset (a warning; --strict refuses) --
@@ -200,6 +401,37 @@ def test_client_id_url_problems_are_named(url: Any, problem: str) -> None:
     ("jwks_uri", "http://app.example.com/jwks.json",
      Finding("error", "jwks_uri", "'http://app.example.com/jwks.json' must use https",
              "RFC 7591 section 2, RFC 7517 section 9.3")),
+    ("token_endpoint_auth_method", 5,
+     Finding("error", "token_endpoint_auth_method", "must be a non-empty string, got a number (5)",
+             "RFC 7591 section 2")),
+    ("token_endpoint_auth_method", "client_secret",
+     Finding("error", "token_endpoint_auth_method", "'client_secret' is not a registered method "
+             "(one of client_secret_basic, client_secret_jwt, client_secret_post, none, "
+             "private_key_jwt, self_signed_tls_client_auth, tls_client_auth)",
+             "RFC 7591 section 2, IANA OAuth Token Endpoint Authentication Methods")),
+    ("grant_types", ["authorization_code", "password"],
+     Finding("error", "grant_types", "the resource owner password credentials grant must not be "
+             "used: it exposes the user's credentials to the client", "RFC 9700 section 2.4")),
+    ("grant_types", ["authorization_code", "jwt-bearer"],
+     Finding("error", "grant_types", "'jwt-bearer' is not a known grant type (extension grant "
+             "types are absolute URIs)", "RFC 7591 section 2, RFC 6749 section 4.5")),
+    ("response_types", ["code", "code x_custom"],
+     Finding("warning", "response_types", "'code x_custom' is an extension response type; "
+             "authorization servers that don't support it will refuse the client",
+             "RFC 6749 section 8.4")),
+    ("response_types", "code",
+     Finding("error", "response_types", "must be an array of non-empty strings, got a string "
+             "('code')", "RFC 7591 section 2")),
+    ("response_types", ["code "],  # names are separated by single spaces (RFC 6749 s3.1.1)
+     Finding("error", "response_types", "'code ' is not a response type (space-separated names "
+             "such as code, token, id_token, or none)",
+             "RFC 7591 section 2, RFC 6749 section 3.1.1")),
+    ("scope", 5,
+     Finding("error", "scope", "must be a non-empty string, got a number (5)",
+             "RFC 7591 section 2")),
+    ("scope", "read  write",
+     Finding("error", "scope", "'read  write' is not a list of scope tokens separated by single "
+             "spaces", "RFC 7591 section 2, RFC 6749 section 3.3")),
 ])
 def test_a_bad_value_is_one_finding(claim: str, value: Any, expected: Finding) -> None:
     assert metadata.check_claims(claims(**{claim: value}), statement=True) == [expected]
@@ -213,6 +445,20 @@ def test_a_bad_value_is_one_finding(claim: str, value: Any, expected: Finding) -
 def test_good_values_pass(claim: str, value: Any) -> None:
     extra = {"redirect_uris": ["http://127.0.0.1/cb"]} if value == "native" else {}
     assert metadata.check_claims(claims(**{claim: value, **extra}), statement=True) == []
+
+
+def test_response_type_none_is_a_client_without_redirect_flows() -> None:
+    # "none" (OAuth 2.0 Multiple Response Types section 4) is a response type of its own, not an
+    # extension name: no warning.
+    assert metadata.check_claims(claims(grant_types=["client_credentials"],
+                                        response_types=["none"])) == []
+
+
+def test_a_refused_redirect_uri_is_named_in_its_finding() -> None:
+    assert metadata.check_claims(claims(redirect_uris=["https://app.example.com/cb",
+                                                       "http://app.example.com/cb"])) == [
+        Finding("error", "redirect_uris", "'http://app.example.com/cb' uses http on a "
+                "non-loopback host; use https", "RFC 8252 section 8.3", "invalid_redirect_uri")]
 
 
 def test_redirect_findings_carry_the_invalid_redirect_uri_code() -> None:
@@ -246,8 +492,13 @@ def test_long_values_are_shortened_in_messages() -> None:
     ("http://LOCALHOST:8080/cb", "RFC 8252 section 8.3"),
     ("http:///cb", "RFC 8252 section 8.3"),
     ("https://@app.example.com/cb", "RFC 9700 section 4.1.1"),
+    ("https://u:p@app.example.com/cb", "RFC 9700 section 4.1.1"),
+    ("https://*.example.com/cb", "RFC 9700 section 2.1"),
+    ("https://app.example.com/cb#done", "RFC 6749 section 3.1.2"),
     ("com.example.app:///cb", "RFC 8252 section 7.1"),  # empty authority, still an authority
     ("com.example.app://cb", "RFC 8252 section 7.1"),
+    ("com.example.app://", "RFC 8252 section 7.1"),
+    ("com.example.app://?x=1", "RFC 8252 section 7.1"),
     ("1com.example.app:/cb", "RFC 6749 section 3.1.2"),
     ("https://app.example.com/cb\x7f", "RFC 3986 section 3"),
 ])
@@ -255,6 +506,28 @@ def test_redirect_uris_that_are_refused(uri: str, rule: str) -> None:
     findings = metadata.check_claims(claims(redirect_uris=[uri], application_type="native"))
     assert [(f.level, f.claim, f.rule, f.code) for f in findings] == [
         ("error", "redirect_uris", rule, "invalid_redirect_uri")]
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("https://app.example.com/c b", "contains whitespace or control characters"),
+    ("https://*.example.com/cb", "contains a wildcard; redirect URIs are matched exactly"),
+    ("//app.example.com/cb", "is not an absolute URI"),
+    ("https://app.example.com/cb#x", "must not have a fragment"),
+    ("https://u@app.example.com/cb", "must not carry userinfo"),
+    ("javascript:alert(1)", "uses the 'javascript' scheme, which a browser runs or reads locally "
+                            "instead of navigating: never a redirect URI"),
+    ("https:///cb", "has no host"),
+    ("http://localhost/cb", "uses 'localhost', which can resolve off the loopback interface; use "
+                            "the loopback IP literal 127.0.0.1 or [::1]"),
+    ("http://app.example.com/cb", "uses http on a non-loopback host; use https"),
+    ("com.example.app://cb", "names an authority after a private-use scheme; use a single slash "
+                             "(com.example.app:/path)"),
+    ("myapp:/cb", "uses a scheme that is neither https, http on a loopback address, nor a "
+                  "private-use reverse-domain scheme like com.example.app"),
+])
+def test_a_refused_redirect_uri_s_finding_says_why(uri: str, message: str) -> None:
+    (finding,) = metadata.check_claims(claims(redirect_uris=[uri], application_type="native"))
+    assert finding.message == f"{uri!r} {message}"
 
 
 @pytest.mark.parametrize("uri", ["HTTPS://app.example.com/cb", "HTTP://127.0.0.1:8080/cb",

@@ -298,6 +298,15 @@ def test_size_must_match_the_byte_array() -> None:
             StatusList(bad_size, 1)  # type: ignore[arg-type]
 
 
+def test_a_size_or_cap_that_is_not_an_integer_is_named_with_its_type() -> None:
+    lst = EXAMPLES[0]["lst"]
+    for value, kind in ((True, "bool"), ("16", "str"), (1.5, "float")):
+        with pytest.raises(StatusListError, match=f"^size must be an integer, got {kind}$"):
+            StatusList.decode(lst, 1, value)  # type: ignore[arg-type]
+        with pytest.raises(StatusListError, match=f"^max_bytes must be an integer, got {kind}$"):
+            StatusList.decode(lst, 1, max_bytes=value)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("index", [-1, 16, 17, 10**9, True, "0", 1.0])
 def test_index_out_of_range_is_rejected(index: Any) -> None:
     status_list = StatusList(16, 2)

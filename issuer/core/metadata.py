@@ -670,6 +670,10 @@ def check_claims(
         validator = REGISTRY.get(base_claim(name))
         if validator is not None:
             validator(ctx, name, value)
+    if any(not isinstance(name, str) for name in claims):
+        # Only from a Python caller (JSON and TOML names are strings): the rules below read
+        # names as text, so the finding above is the answer.
+        return ctx.findings
     check_reserved(ctx, subset)
     check_language_tags(ctx, subset)
     if only is None or only & CROSS_RULE_CLAIMS:

@@ -38,6 +38,14 @@ def test_an_empty_claim_name_is_refused() -> None:
         Finding("error", "", "claim names must be non-empty strings", "RFC 7519 section 4")]
 
 
+def test_a_claim_name_that_is_not_a_string_is_refused_not_a_crash() -> None:
+    # Only a Python caller can pass one (JSON and TOML names are strings).
+    for claims in ({**BASE, 5: "x"}, {**BASE, ("a#b",): 1}):
+        assert metadata.check_claims(claims) == [Finding(
+            "error", str(next(k for k in claims if not isinstance(k, str))),
+            "claim names must be non-empty strings", "RFC 7519 section 4")]
+
+
 def test_changed_claims_are_checked_and_the_template_s_claims_are_not_again() -> None:
     # Mint time: the template's claims passed when it loaded; the mint-time values did not.
     minted = claims(scope="read  write", client_name="")

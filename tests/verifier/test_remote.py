@@ -62,6 +62,23 @@ class Hostile(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     return
                 self.server.stop.wait(0.2)  # type: ignore[attr-defined]
+        elif self.path == "/drip-headers":  # a header line a byte at a time, for 5 s at most
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(25):  # 0.2 s a byte: each read within any per-read timeout
+                try:
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                if self.server.stop.wait(0.2):  # type: ignore[attr-defined]
+                    return
+            self.wfile.write(b"\r\nContent-Length: 2\r\n\r\n{}")
+        elif self.path == "/big":  # 200,000 bytes: several reads
+            body = bytes(range(256)) * 781 + b"end!"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path == "/short":  # says 1000 bytes, sends 10 and closes
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -763,3 +780,300 @@ def test_historical_keys_skip_malformed_entries(auth: Authority) -> None:
     client = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys",
                                   get=lambda u, h: HttpResponse(200, {}, body.encode()))
     assert client.lookup(old, jwks=auth.jwks(), issuer=ISS)["revoked"]["reason"] == "compromised"
+
+
+# --- the lifetimes a client assumes when the issuer says nothing -------------------------------
+
+
+def test_a_status_list_without_ttl_or_exp_is_kept_for_the_default_ttl(auth: Authority) -> None:
+    from issuer.verifier.remote import DEFAULT_TTL, StatusListClient
+    uri, idx, claims = _list_token(auth)
+    bare = {k: v for k, v in claims.items() if k not in ("ttl", "exp")}
+    body = auth.keystore.signer().sign(encode_payload(bare), typ="statuslist+jwt")
+    clock = FixedClock(START)
+    client = StatusListClient(clock=clock, fetch=lambda _: body.encode())
+    assert client.status(uri, idx, jwks=auth.jwks(), issuer=ISS) == 0
+    clock.advance(DEFAULT_TTL - 1)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 1
+    clock.advance(1)
+    client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 2
+
+
+def test_a_status_list_with_ttl_zero_or_past_its_exp_is_not_kept(auth: Authority) -> None:
+    """``ttl`` 0 is valid (ask every time); a list within the leeway past its ``exp`` is
+    accepted for this statement and never kept for the next."""
+    from issuer.verifier.remote import StatusListClient
+    uri, idx, claims = _list_token(auth)
+    sign = _list_signer(auth, claims)
+    clock = FixedClock(START)
+    for body in (sign(iat=START, ttl=0), sign(iat=START - 100, exp=START - 10, ttl=300),
+                 sign(iat=START - 100, exp=START, ttl=300)):
+        client = StatusListClient(clock=clock, fetch=lambda _, b=body: b.encode())
+        assert client.status(uri, idx, jwks=auth.jwks(), issuer=ISS) == 0
+        assert client.status(uri, idx, jwks=auth.jwks(), issuer=ISS) == 0
+        assert client.fetches == 2
+
+
+def test_refusals_of_a_status_list_name_what_was_wrong(auth: Authority) -> None:
+    uri, idx, claims = _list_token(auth)
+    signer = auth.keystore.signer()
+    clock = FixedClock(START)
+    with pytest.raises(InvalidSoftwareStatement,
+                       match=re.escape(f"status list {uri} payload is not JSON")):
+        _status(auth, uri, idx, signer.sign(b"not json", typ="statuslist+jwt"), clock)
+    with pytest.raises(InvalidSoftwareStatement,
+                       match=re.escape("was issued by 'https://evil.example'")):
+        _status(auth, uri, idx, _list_signer(auth, claims)(iss="https://evil.example"), clock)
+
+
+def test_the_jwks_defaults_refresh_once_a_minute_and_serve_stale_for_a_day() -> None:
+    clock = FixedClock(START)
+    script = Script(_set("a", **{"cache-control": "max-age=3600"}))
+    remote = RemoteJwks(JWKS_URI, clock=clock, get=script)
+    remote.get("a")
+    clock.advance(59)
+    remote.get("b")
+    assert remote.fetches == 1
+    clock.advance(1)
+    remote.get("b")
+    assert remote.fetches == 2
+    # the last good set serves 86,400 s after it was fetched, not a second longer
+    clock = FixedClock(START)
+    remote = RemoteJwks(JWKS_URI, clock=clock,
+                        get=Script(_set("a", **{"cache-control": "max-age=100"}), DOWN))
+    good = remote.get("a")
+    clock.advance(86400)
+    assert remote.get("a") is good
+    clock.advance(1)
+    with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable: down"):
+        remote.get("a")
+
+
+def test_historical_keys_are_kept_for_300_s_by_default(auth: Authority) -> None:
+    old = auth.keystore.active().kid
+    auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
+    document = HttpResponse(200, {}, auth.keys.historical_keys_jwt().encode())
+    clock = FixedClock(START)
+    client = HistoricalKeysClient(f"{ISS}/.well-known/historical-keys", clock=clock,
+                                  get=Script(document))
+    assert client.lookup(old, jwks=auth.jwks(), issuer=ISS) is not None
+    clock.advance(299)
+    client.lookup(old, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 1
+    clock.advance(1)
+    client.lookup(old, jwks=auth.jwks(), issuer=ISS)
+    assert client.fetches == 2
+
+
+def test_historical_keys_are_fetched_over_http_with_their_accept_and_deadline(
+        auth: Authority, hostile: str) -> None:
+    """The client's own fetch (no ``get`` passed): the document's media type is asked for, and
+    a server that drips is cut off at the client's timeout, not the 10 s default."""
+    import time
+    from issuer.verifier.remote import FETCH_TIMEOUT
+    old = auth.keystore.active().kid
+    auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
+    document = auth.keys.historical_keys_jwt().encode()
+    seen: list[str] = []
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Accept", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/historical-keys"
+        entry = HistoricalKeysClient(url).lookup(old, jwks=auth.jwks(), issuer=ISS)
+        assert entry is not None and entry["revoked"]["reason"] == "compromised"
+        assert seen == ["application/jwk-set+jwt"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    started = time.monotonic()
+    client = HistoricalKeysClient(f"{hostile}/drip", timeout=1.0)
+    assert client.lookup(old, jwks=auth.jwks(), issuer=ISS) is None
+    assert time.monotonic() - started < FETCH_TIMEOUT / 2
+
+
+def test_the_jwks_defaults_keep_a_set_300_s_unsaid_and_a_day_at_most() -> None:
+    for cache_control, kept in (("", 300), ("max-age=999999", 86400)):
+        clock = FixedClock(START)
+        remote = RemoteJwks(JWKS_URI, clock=clock,
+                            get=Script(_set("a", **{"cache-control": cache_control})))
+        remote.get("a")
+        clock.advance(kept - 1)
+        remote.get("a")
+        assert remote.fetches == 1
+        clock.advance(1)
+        remote.get("a")
+        assert remote.fetches == 2
+
+
+def test_the_jwks_is_fetched_over_http_with_its_accept_and_deadline(hostile: str) -> None:
+    """The set's own fetch (no ``get`` passed) asks for a JWK Set and is cut off at the
+    client's timeout, not the 10 s default."""
+    import time
+    from issuer.verifier.remote import FETCH_TIMEOUT
+    seen: list[str] = []
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Accept", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", "12")
+            self.end_headers()
+            self.wfile.write(b'{"keys": []}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert RemoteJwks(f"http://127.0.0.1:{server.server_address[1]}/jwks").get() == \
+            {"keys": []}
+        assert seen == ["application/jwk-set+json, application/json"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    started = time.monotonic()
+    with pytest.raises(InvalidSoftwareStatement, match="no complete answer"):
+        RemoteJwks(f"{hostile}/drip", timeout=1.0).get()
+    assert time.monotonic() - started < FETCH_TIMEOUT / 2
+
+
+def test_a_caller_waiting_on_another_callers_fetch_gives_up_a_second_after_its_timeout(
+        ) -> None:
+    import time
+    release, entered = threading.Event(), threading.Event()
+
+    def stuck(url: str, headers: Any) -> HttpResponse:
+        entered.set()
+        release.wait(30)
+        raise DOWN
+
+    remote = RemoteJwks(JWKS_URI, get=stuck, timeout=0.5)
+    leader = threading.Thread(target=lambda: pytest.raises(InvalidSoftwareStatement, remote.get))
+    leader.start()
+    try:
+        assert entered.wait(10)
+        started = time.monotonic()
+        with pytest.raises(InvalidSoftwareStatement, match="JWKS is unavailable: no answer"):
+            remote.get()
+        waited = time.monotonic() - started
+        assert 1.5 <= waited < 2.3  # timeout + 1 s: the leader's fetch had its chance
+    finally:
+        release.set()
+        leader.join(10)
+
+
+def test_rebasing_with_trailing_slashes_and_look_alike_prefixes() -> None:
+    base = "http://127.0.0.1:9"
+    assert rebase("https://iss.example/v1/x", "https://iss.example/", f"{base}/") == f"{base}/v1/x"
+    assert rebase("https://iss.example/other/x", "https://iss.example/X", base) == \
+        "https://iss.example/other/x"
+    assert rebase("https://iss.example/X/v1", "https://iss.example/X", f"{base}/X") == \
+        f"{base}/X/v1"
+
+
+def test_a_connection_goes_to_the_urls_port_with_the_callers_timeout() -> None:
+    import ssl
+    from issuer.verifier.remote import _connection
+    for url, port, target in (("https://iss.example/a?b=1", 443, "/a?b=1"),
+                              ("https://iss.example:8443", 8443, "/"),
+                              ("http://127.0.0.1", 80, "/"),
+                              ("http://127.0.0.1:8080/x", 8080, "/x")):
+        connection, got = _connection(url, 2.5)
+        assert (connection.host, connection.port, connection.timeout, got) == \
+            (url.split("/")[2].split(":")[0], port, 2.5, target)
+        if url.startswith("https"):
+            context = connection._context  # type: ignore[attr-defined]
+            assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_body_of_several_reads_is_joined_whole(hostile: str) -> None:
+    body = http_get(f"{hostile}/big", {}, limit=200_000).body
+    assert body == bytes(range(256)) * 781 + b"end!"
+
+
+def test_the_etag_is_sent_only_when_one_was_given() -> None:
+    clock = FixedClock(START)
+    script = Script(_set("a", **{"cache-control": "max-age=10"}))
+    remote = RemoteJwks(JWKS_URI, clock=clock, get=script)
+    remote.get()
+    clock.advance(10)
+    remote.get()
+    assert [sorted(sent) for sent in script.sent] == [["Accept"], ["Accept"]]
+
+
+def test_a_jwks_that_is_not_json_is_named_in_the_failure() -> None:
+    remote = RemoteJwks(JWKS_URI, clock=FixedClock(START),
+                        get=Script(HttpResponse(200, {}, b"{")))
+    with pytest.raises(InvalidSoftwareStatement, match=re.escape(f"{JWKS_URI} is not JSON")):
+        remote.get()
+
+
+def test_backing_off_serves_the_last_good_set_up_to_max_stale_itself() -> None:
+    clock = FixedClock(START)
+    remote = RemoteJwks(JWKS_URI, clock=clock, max_stale=1000, min_refresh_interval=60,
+                        get=Script(_set("a", **{"cache-control": "max-age=100"}), DOWN))
+    good = remote.get("a")
+    clock.advance(970)  # expired: a refresh, which fails
+    assert remote.get("a") is good
+    assert remote.fetches == 2
+    clock.advance(30)  # backing off, exactly max_stale after the good fetch: served, not fetched
+    assert remote.get("a") is good
+    assert remote.fetches == 2
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline(hostile: str) -> None:
+    """http.client reads the status line and headers with no deadline of its own: without the
+    watchdog that shuts the socket, a header line a byte every 0.2 s holds the fetch for as
+    long as the server likes (5 s here)."""
+    import time
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="no complete answer"):
+        http_get(f"{hostile}/drip-headers", {}, limit=1024, timeout=1.0)
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_connect_that_is_never_accepted_ends_at_the_timeout() -> None:
+    """A listener whose queue is full drops the SYN, so connect() waits on the per-read timeout
+    the connection was made with (the deadline's watchdog starts once connected)."""
+    import time
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))  # fills the queue
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            http_get(f"http://127.0.0.1:{port}/", {}, limit=1024, timeout=0.5)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    try:
+        started = time.monotonic()
+        worker.start()
+        worker.join(5.0)
+        assert not worker.is_alive(), "connect() was still waiting 5 s after a 0.5 s timeout"
+        assert time.monotonic() - started < 5.0
+        assert len(outcome) == 1 and isinstance(outcome[0], FetchError)
+        assert "unavailable" in str(outcome[0])
+    finally:
+        queued.close()
+        listener.close()
+        worker.join(5.0)

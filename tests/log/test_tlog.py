@@ -472,3 +472,38 @@ def test_a_stored_checkpoint_with_a_bad_signature_is_refused(auth: Authority, ho
     with pytest.raises(UnusableDatabase, match="does not verify with the log key"):
         reopened.log.latest()
     reopened.close()
+
+
+def test_a_stored_checkpoint_of_another_origin_is_refused(auth: Authority, home: Path) -> None:
+    """Signed with the log key but for another log (a staging copy sharing the key, say): the
+    log pins its origin when it opens its stored checkpoints, not only the signature."""
+    mint_some(auth, 2)
+    head, _ = auth.log.latest()
+    forged = sign_checkpoint(auth.keystore.log_signer(), Checkpoint(
+        origin="staging.example.com/issuance-log", size=head.size, root_hash=head.root_hash))
+    assert open_note(forged, [auth.log.verifier]).text.startswith("staging.example.com/")
+    with pytest.raises(LogVerificationError, match="^checkpoint does not verify with the log "
+                                                   "key: .*origin"):
+        auth.log.open(forged)
+    auth.close()
+    conn = db(home)
+    conn.execute("UPDATE log_checkpoints SET note = ? WHERE tree_size = ?", (forged, head.size))
+    conn.commit()
+    conn.close()
+    reopened = reopen(home)
+    with pytest.raises(UnusableDatabase, match="not this issuer's: its newest checkpoint does "
+                                               "not verify with the log key and origin"):
+        reopened.log.latest()
+    reopened.close()
+
+
+def test_an_empty_log_has_no_checkpoint_to_give(home: Path) -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript("CREATE TABLE log_checkpoints (tree_size INTEGER PRIMARY KEY, "
+                       "root_hash BLOB, note TEXT, time INTEGER)")
+    auth = reopen(home)
+    from issuer.log.tlog import TransparencyLog
+    empty = TransparencyLog(conn, auth.keystore.log_signer, auth.log.verifier)
+    with pytest.raises(NotFound, match="^the log has no checkpoint yet$"):
+        empty.latest()
+    auth.close()

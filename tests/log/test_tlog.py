@@ -236,7 +236,8 @@ def test_deleting_the_last_entry_is_caught(logged: Path, cli: Cli) -> None:
     conn.execute("DELETE FROM statements WHERE log_index = ?", (last,))
     conn.execute("DELETE FROM events WHERE idx = ?", (last,))
     conn.commit()
-    assert_one_line_error(cli("audit", "verify"), 1, "deleted")
+    assert_one_line_error(cli("audit", "verify"), 1,
+                          f"the log has leaves past entry {last - 1} whose entries were deleted")
 
 
 def test_swapping_two_entries_is_caught(logged: Path, cli: Cli) -> None:
@@ -281,6 +282,9 @@ def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Pat
     """Edit an entry and recompute every stored hash consistently: only the signed
     checkpoints, which need the log key, still tell."""
     conn = db(logged)
+    sizes = [size for (size,) in conn.execute("SELECT tree_size FROM log_checkpoints")]
+    signed_at = min(size for size in sizes if size > idx)  # the first checkpoint covering idx
+    before = max([size for size in sizes if size <= idx], default=0)
     conn.execute("UPDATE events SET actor = 'mallory' WHERE idx = ?", (idx,))
     rows = conn.execute("SELECT idx, time, type, actor, channel, subject, data FROM events "
                         "ORDER BY idx").fetchall()
@@ -293,7 +297,9 @@ def test_rewriting_entries_and_leaf_hashes_without_the_key_is_caught(logged: Pat
     conn.executemany("INSERT INTO log_nodes VALUES (?, ?, ?)",
                      [(lvl, i, h) for (lvl, i), h in store.nodes.items()])
     conn.commit()
-    assert_one_line_error(cli("audit", "verify"), 1, "do not match the checkpoint signed at tree size",
+    assert_one_line_error(cli("audit", "verify"), 1,
+                          f"entries {before}..{signed_at - 1} do not match the checkpoint signed "
+                          f"at tree size {signed_at}: the first bad index is at or after {before}",
                           f"first bad index is at or after {idx}")
 
 
@@ -507,3 +513,17 @@ def test_an_empty_log_has_no_checkpoint_to_give(home: Path) -> None:
     with pytest.raises(NotFound, match="^the log has no checkpoint yet$"):
         empty.latest()
     auth.close()
+
+
+def test_only_a_signed_checkpoint_reaches_the_high_water_mark(auth: Authority) -> None:
+    """A transaction that signed no checkpoint (a token, a template) hands nothing to
+    ``on_commit``; one that did hands over exactly the note it signed, once committed."""
+    seen: list[str] = []
+    mark = auth.log.on_commit
+    auth.log.on_commit = seen.append
+    auth.log.begin()
+    auth.log.end(committed=True)
+    assert seen == []
+    mint_some(auth, 1)
+    assert seen == [auth.log.latest()[1]]
+    auth.log.on_commit = mark

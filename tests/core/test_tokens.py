@@ -249,3 +249,41 @@ def test_an_exchanged_token_keeps_its_publisher_and_origin_and_is_never_rotated(
         auth.tokens.exchange(publisher="acme", templates=["mcp-connector"], lifetime=600,
                              ci_issuer="https://ci.example", ci_jti="j1",
                              ci_exp=auth.now() + 300, origin=origin, event={}, now=auth.now())
+
+
+def test_an_exchanged_ci_token_stays_refused_while_it_could_still_verify(
+        auth: Authority) -> None:
+    """The record of an exchanged CI token's ``jti`` outlives the token's ``exp`` plus the
+    leeway its verifier allows (RFC 7519 section 4.1.4): a replay a moment after ``exp`` is
+    refused, not accepted because the record was pruned."""
+    from issuer.core.errors import InvalidGrant
+    from issuer.core.publishers import LEEWAY
+
+    exp = auth.now() + 300
+
+    def exchange(now: int) -> None:
+        auth.tokens.exchange(publisher="acme", templates=["mcp-connector"], lifetime=600,
+                             ci_issuer="https://ci.example", ci_jti="j1", ci_exp=exp,
+                             origin={}, event={}, now=now)
+
+    exchange(auth.now())
+    for late in (exp, exp + LEEWAY - 1, exp + LEEWAY + 3600):
+        with pytest.raises(InvalidGrant, match="already exchanged"):
+            exchange(late)
+
+
+def test_each_exchange_is_its_own_token_and_audit_record(auth: Authority) -> None:
+    """Two CI runs of one publisher get two minter tokens, each named for its own id, and the
+    log records each exchange with the CI provenance it was made from."""
+    origins = [{"provenance": f"https://ci.example/run/{n}", "repository": "acme/app"}
+               for n in (1, 2)]
+    made = [auth.tokens.exchange(publisher="acme", templates=["mcp-connector"], lifetime=600,
+                                 ci_issuer="https://ci.example", ci_jti=f"j{n}",
+                                 ci_exp=auth.now() + 300, origin=origin, event={"run": n},
+                                 now=auth.now())[0] for n, origin in enumerate(origins)]
+    assert made[0].name != made[1].name
+    assert all(token.name.startswith("acme@") and len(token.name) == len("acme@") + 8
+               for token in made)  # 6 random bytes, base64url
+    logged = [event for event in auth.audit.events() if event.type == "oidc.exchanged"]
+    assert [(e.channel, e.subject, e.data["run"], e.data["token"]["origin"]) for e in logged] \
+        == [("http", "acme", n, origin) for n, origin in enumerate(origins)]

@@ -38,6 +38,13 @@ def test_an_empty_claim_name_is_refused() -> None:
         Finding("error", "", "claim names must be non-empty strings", "RFC 7519 section 4")]
 
 
+def test_claims_after_an_empty_name_are_still_checked() -> None:
+    # Every finding at once: a publisher fixes a template in one pass, not one error a run.
+    findings = metadata.check_claims({"": "x", **BASE, "client_name": 7})
+    assert [(f.claim, f.level) for f in findings] == [("", "error"),
+                                                      ("client_name", "error")]
+
+
 def test_a_claim_name_that_is_not_a_string_is_refused_not_a_crash() -> None:
     # Only a Python caller can pass one (JSON and TOML names are strings).
     for claims in ({**BASE, 5: "x"}, {**BASE, ("a#b",): 1}):

@@ -4,6 +4,7 @@ and only for statements that passed every cheap check."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import re
@@ -117,6 +118,32 @@ def hostile() -> Iterator[str]:
     server.stop.set()  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
+
+
+@contextlib.contextmanager
+def serving(body: bytes) -> Iterator[tuple[str, list[str]]]:
+    """A loopback site answering every GET with ``body``; yields its base URL and the Accept
+    header of each request it got."""
+    accepted: list[str] = []
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            accepted.append(self.headers.get("Accept", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", accepted
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize("target", ["/ok", "https://evil.example/jwks.json",
@@ -875,30 +902,11 @@ def test_historical_keys_are_fetched_over_http_with_their_accept_and_deadline(
     from issuer.verifier.remote import FETCH_TIMEOUT
     old = auth.keystore.active().kid
     auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
-    document = auth.keys.historical_keys_jwt().encode()
-    seen: list[str] = []
-
-    class Site(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append(self.headers.get("Accept", ""))
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(document)))
-            self.end_headers()
-            self.wfile.write(document)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/historical-keys"
-        entry = HistoricalKeysClient(url).lookup(old, jwks=auth.jwks(), issuer=ISS)
+    with serving(auth.keys.historical_keys_jwt().encode()) as (site, accepted):
+        client = HistoricalKeysClient(f"{site}/.well-known/historical-keys")
+        entry = client.lookup(old, jwks=auth.jwks(), issuer=ISS)
         assert entry is not None and entry["revoked"]["reason"] == "compromised"
-        assert seen == ["application/jwk-set+jwt"]
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert accepted == ["application/jwk-set+jwt"]
     started = time.monotonic()
     client = HistoricalKeysClient(f"{hostile}/drip", timeout=1.0)
     assert client.lookup(old, jwks=auth.jwks(), issuer=ISS) is None
@@ -924,28 +932,9 @@ def test_the_jwks_is_fetched_over_http_with_its_accept_and_deadline(hostile: str
     client's timeout, not the 10 s default."""
     import time
     from issuer.verifier.remote import FETCH_TIMEOUT
-    seen: list[str] = []
-
-    class Site(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append(self.headers.get("Accept", ""))
-            self.send_response(200)
-            self.send_header("Content-Length", "12")
-            self.end_headers()
-            self.wfile.write(b'{"keys": []}')
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        assert RemoteJwks(f"http://127.0.0.1:{server.server_address[1]}/jwks").get() == \
-            {"keys": []}
-        assert seen == ["application/jwk-set+json, application/json"]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(b'{"keys": []}') as (site, accepted):
+        assert RemoteJwks(f"{site}/jwks").get() == {"keys": []}
+        assert accepted == ["application/jwk-set+json, application/json"]
     started = time.monotonic()
     with pytest.raises(InvalidSoftwareStatement, match="no complete answer"):
         RemoteJwks(f"{hostile}/drip", timeout=1.0).get()

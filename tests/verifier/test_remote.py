@@ -42,6 +42,13 @@ from tests.verifier.test_verifier import (  # noqa: F401 - issuer_site is a fixt
 )
 
 
+def answer(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class Hostile(http.server.BaseHTTPRequestHandler):
     """Redirects anywhere, or drips its answer a byte at a time."""
 
@@ -75,11 +82,7 @@ class Hostile(http.server.BaseHTTPRequestHandler):
                     return
             self.wfile.write(b"\r\nContent-Length: 2\r\n\r\n{}")
         elif self.path == "/big":  # 200,000 bytes: several reads
-            body = bytes(range(256)) * 781 + b"end!"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, bytes(range(256)) * 781 + b"end!")
         elif self.path == "/short":  # says 1000 bytes, sends 10 and closes
             self.send_response(200)
             self.send_header("Content-Length", "1000")
@@ -90,18 +93,10 @@ class Hostile(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif self.path.startswith("/echo"):  # the request line's target and the headers
-            body = json.dumps({"target": self.path, **{k.lower(): v for k, v in
-                                                      self.headers.items()}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, json.dumps({"target": self.path, **{
+                k.lower(): v for k, v in self.headers.items()}}).encode())
         else:
-            body = b'{"keys": []}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, b'{"keys": []}')
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -129,10 +124,7 @@ def serving(body: bytes) -> Iterator[tuple[str, list[str]]]:
     class Site(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             accepted.append(self.headers.get("Accept", ""))
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, body)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -6,7 +6,7 @@ each function behind a trampoline that reads the ``MUTANT_UNDER_TEST`` environme
 at every call, and records in ``mutants/mutmut-stats.json`` which tests ran each function.
 This script sets the variable, runs those tests (within the path prefixes given, fastest
 first, stopping at the first failure) with ``pytest.main`` and prints one line per mutant:
-``NAME killed|survived SECONDS TESTS``. A mutant it kills is killed: the same tests fail
+``NAME killed|survived|timeout SECONDS TESTS``. A mutant it kills is killed: the same tests fail
 under ``mutmut run``. A survivor here survived only the tests chosen: confirm it with
 ``mutmut run NAME``, or read it and list it.
 
@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -50,14 +51,39 @@ def tests_for(name: str, stats: dict[str, Any], prefixes: tuple[str, ...]) -> li
                   key=lambda t: durations.get(t, 1.0))
 
 
-def run(name: str, tests: list[str]) -> str:
+class Timeout(Exception):
+    """Raised in the test that is running when a mutant's time is up."""
+
+
+def run(name: str, tests: list[str], limit: float) -> str:
+    """One mutant against ``tests``. A mutant that makes them hang (a loop whose exit was
+    mutated away) is stopped after ``limit`` seconds: a timeout, as mutmut counts it."""
     os.environ["MUTANT_UNDER_TEST"] = name
+    timed_out = False
+
+    def time_up(signum: int, frame: object) -> None:
+        nonlocal timed_out
+        timed_out = True
+        raise Timeout("the mutant ran past its time limit")
+
+    previous = signal.signal(signal.SIGALRM, time_up)
+    signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests])
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
         os.environ["MUTANT_UNDER_TEST"] = ""
+    if timed_out:
+        return "timeout"
     return {0: "survived", 1: "killed"}.get(int(code), f"error{int(code)}")
+
+
+def time_limit(tests: list[str], stats: dict[str, Any]) -> float:
+    """Ten times what the tests took when mutmut recorded them, and at least 30 s."""
+    durations: dict[str, float] = stats["duration_by_test"]
+    return max(30.0, 10 * sum(durations.get(t, 1.0) for t in tests))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         done = {line.split()[0] for line in args.out.read_text().splitlines() if line.strip()}
     prefixes = tuple(args.tests.split(","))
     baseline = tests_for(names[0], stats, prefixes) if names else []
-    if baseline and run("", baseline) != "survived":  # "" runs the code as written
+    if baseline and run("", baseline, time_limit(baseline, stats)) != "survived":  # "" runs the code as written
         parser.error(f"the tests fail without any mutant ({len(baseline)} tests of "
                      f"{names[0]}'s function): fix that first (is mutmut installed?)")
     with args.out.open("a") as out:
@@ -88,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             tests = tests_for(name, stats, prefixes)
             started = time.monotonic()
-            verdict = run(name, tests) if tests else "no-tests"
+            verdict = run(name, tests, time_limit(tests, stats)) if tests else "no-tests"
             print(name, verdict, f"{time.monotonic() - started:.1f}", len(tests), file=out,
                   flush=True)
     return 0

@@ -104,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists():
         done = {line.split()[0] for line in args.out.read_text().splitlines() if line.strip()}
     prefixes = tuple(args.tests.split(","))
+    # The chosen tests must pass on the code as written (no mutant: ""), or every verdict
+    # below is noise.
     baseline = tests_for(names[0], stats, prefixes) if names else []
-    if baseline and run("", baseline, time_limit(baseline, stats)) != "survived":  # "" runs the code as written
+    if baseline and run("", baseline, time_limit(baseline, stats)) != "survived":
         parser.error(f"the tests fail without any mutant ({len(baseline)} tests of "
                      f"{names[0]}'s function): fix that first (is mutmut installed?)")
     with args.out.open("a") as out:

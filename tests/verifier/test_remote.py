@@ -9,7 +9,9 @@ import http.server
 import json
 import re
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,13 +24,21 @@ from issuer.core.errors import InvalidSoftwareStatement
 from issuer.core.statements import encode_payload
 from issuer.verifier import MemoryReplayCache, Registrar, RegistrationPolicy
 from issuer.verifier.remote import (
+    DEFAULT_TTL,
+    FAILURE_TTL,
+    FETCH_TIMEOUT,
     FetchError,
     HistoricalKeysClient,
     HttpResponse,
     RemoteJwks,
+    StatusListClient,
+    _connection,
+    cache_lifetime,
+    http_fetch,
     http_get,
     rebase,
     same_origin,
+    status_reference,
 )
 from tests.conftest import START
 from tests.verifier.test_verifier import (  # noqa: F401 - issuer_site is a fixture
@@ -334,7 +344,6 @@ def _list_token(auth: Authority) -> tuple[str, int, dict[str, Any]]:
 
 
 def _status(auth: Authority, uri: str, idx: int, body: str, clock: FixedClock) -> int:
-    from issuer.verifier.remote import StatusListClient
     client = StatusListClient(clock=clock, fetch=lambda _: body.encode())
     return client.status(uri, idx, jwks=auth.jwks(), issuer=ISS)
 
@@ -468,7 +477,6 @@ def test_a_url_with_a_bad_port_is_a_fetch_error() -> None:
 
 
 def test_http_fetch_fails_closed(hostile: str) -> None:
-    from issuer.verifier.remote import http_fetch
     assert http_fetch(f"{hostile}/ok") == b'{"keys": []}'
     assert json.loads(http_fetch(f"{hostile}/echo"))["accept"] == "application/statuslist+jwt"
     with pytest.raises(InvalidSoftwareStatement, match="status list .* answered HTTP 404"):
@@ -478,7 +486,6 @@ def test_http_fetch_fails_closed(hostile: str) -> None:
 
 
 def test_cache_lifetimes() -> None:
-    from issuer.verifier.remote import cache_lifetime
     assert cache_lifetime({"cache-control": "public, max-age=60"}, 300, 86400) == 60
     assert cache_lifetime({"cache-control": "Public, Max-Age=60"}, 300, 86400) == 60
     assert cache_lifetime({"cache-control": "no-cache, max-age=60"}, 300, 86400) == 0
@@ -500,13 +507,11 @@ def test_cache_lifetimes() -> None:
     "revoked",
 ])
 def test_a_malformed_status_reference_is_refused(status: Any) -> None:
-    from issuer.verifier.remote import status_reference
     with pytest.raises(InvalidSoftwareStatement, match="not a status list reference"):
         status_reference({"status": status})
 
 
 def test_status_references() -> None:
-    from issuer.verifier.remote import status_reference
     assert status_reference({"iss": ISS}) is None
     assert status_reference({"status": {"status_list": {"idx": 0, "uri": f"{ISS}/l"}}}) == \
         (f"{ISS}/l", 0)
@@ -516,7 +521,6 @@ def test_status_references() -> None:
 
 
 def test_a_status_list_is_kept_for_its_ttl_capped_by_its_exp(auth: Authority) -> None:
-    from issuer.verifier.remote import StatusListClient
     uri, idx, claims = _list_token(auth)
     signer = auth.keystore.signer()
     clock = FixedClock(START)
@@ -597,7 +601,6 @@ def test_status_list_times_at_their_bounds(auth: Authority) -> None:
 
 
 def test_a_status_index_past_the_end_is_refused(auth: Authority) -> None:
-    from issuer.verifier.remote import StatusListClient
     uri, _, claims = _list_token(auth)
     body = auth.keystore.signer().sign(encode_payload(claims), typ="statuslist+jwt")
     client = StatusListClient(clock=FixedClock(START), fetch=lambda _: body.encode())
@@ -608,7 +611,6 @@ def test_a_status_index_past_the_end_is_refused(auth: Authority) -> None:
 
 
 def test_a_failed_status_list_is_retried_after_the_failure_ttl(auth: Authority) -> None:
-    from issuer.verifier.remote import FAILURE_TTL, StatusListClient
     uri, idx, claims = _list_token(auth)
     good = auth.keystore.signer().sign(encode_payload(claims), typ="statuslist+jwt")
     answers = ["garbage", good]
@@ -753,7 +755,6 @@ def test_the_last_good_set_serves_for_max_stale_and_not_a_second_longer() -> Non
 
 def test_historical_keys_are_kept_for_their_lifetime_and_failures_briefly(
         auth: Authority) -> None:
-    from issuer.verifier.remote import FAILURE_TTL
     old = auth.keystore.active().kid
     auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
     document = HttpResponse(200, {}, auth.keys.historical_keys_jwt().encode())
@@ -782,8 +783,6 @@ def test_historical_keys_are_kept_for_their_lifetime_and_failures_briefly(
 
 
 def test_http_fetch_keeps_the_callers_deadline(hostile: str) -> None:
-    import time
-    from issuer.verifier.remote import FETCH_TIMEOUT, http_fetch
     started = time.monotonic()
     with pytest.raises(InvalidSoftwareStatement, match="no complete answer"):
         http_fetch(f"{hostile}/drip", timeout=1.0)
@@ -806,7 +805,6 @@ def test_historical_keys_skip_malformed_entries(auth: Authority) -> None:
 
 
 def test_a_status_list_without_ttl_or_exp_is_kept_for_the_default_ttl(auth: Authority) -> None:
-    from issuer.verifier.remote import DEFAULT_TTL, StatusListClient
     uri, idx, claims = _list_token(auth)
     bare = {k: v for k, v in claims.items() if k not in ("ttl", "exp")}
     body = auth.keystore.signer().sign(encode_payload(bare), typ="statuslist+jwt")
@@ -824,7 +822,6 @@ def test_a_status_list_without_ttl_or_exp_is_kept_for_the_default_ttl(auth: Auth
 def test_a_status_list_with_ttl_zero_or_past_its_exp_is_not_kept(auth: Authority) -> None:
     """``ttl`` 0 is valid (ask every time); a list within the leeway past its ``exp`` is
     accepted for this statement and never kept for the next."""
-    from issuer.verifier.remote import StatusListClient
     uri, idx, claims = _list_token(auth)
     sign = _list_signer(auth, claims)
     clock = FixedClock(START)
@@ -881,8 +878,6 @@ def test_historical_keys_are_fetched_over_http_with_their_accept_and_deadline(
         auth: Authority, hostile: str) -> None:
     """The client's own fetch (no ``get`` passed): the document's media type is asked for, and
     a server that drips is cut off at the client's timeout, not the 10 s default."""
-    import time
-    from issuer.verifier.remote import FETCH_TIMEOUT
     old = auth.keystore.active().kid
     auth.keys.revoke(old, "compromised", actor="sec", channel="cli", force=True)
     with serving(auth.keys.historical_keys_jwt().encode()) as (site, accepted):
@@ -913,8 +908,6 @@ def test_the_jwks_defaults_keep_a_set_300_s_unsaid_and_a_day_at_most() -> None:
 def test_the_jwks_is_fetched_over_http_with_its_accept_and_deadline(hostile: str) -> None:
     """The set's own fetch (no ``get`` passed) asks for a JWK Set and is cut off at the
     client's timeout, not the 10 s default."""
-    import time
-    from issuer.verifier.remote import FETCH_TIMEOUT
     with serving(b'{"keys": []}') as (site, accepted):
         assert RemoteJwks(f"{site}/jwks").get() == {"keys": []}
         assert accepted == ["application/jwk-set+json, application/json"]
@@ -926,7 +919,6 @@ def test_the_jwks_is_fetched_over_http_with_its_accept_and_deadline(hostile: str
 
 def test_a_caller_waiting_on_another_callers_fetch_gives_up_a_second_after_its_timeout(
         ) -> None:
-    import time
     release, entered = threading.Event(), threading.Event()
 
     def stuck(url: str, headers: Any) -> HttpResponse:
@@ -935,7 +927,15 @@ def test_a_caller_waiting_on_another_callers_fetch_gives_up_a_second_after_its_t
         raise DOWN
 
     remote = RemoteJwks(JWKS_URI, get=stuck, timeout=0.5)
-    leader = threading.Thread(target=lambda: pytest.raises(InvalidSoftwareStatement, remote.get))
+    leader_got: list[BaseException] = []
+
+    def lead() -> None:
+        try:
+            remote.get()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            leader_got.append(exc)
+
+    leader = threading.Thread(target=lead)
     leader.start()
     try:
         assert entered.wait(10)
@@ -947,6 +947,8 @@ def test_a_caller_waiting_on_another_callers_fetch_gives_up_a_second_after_its_t
     finally:
         release.set()
         leader.join(10)
+    # The leader's own fetch failed once released: it answers with that failure too.
+    assert len(leader_got) == 1 and "JWKS is unavailable: down" in str(leader_got[0])
 
 
 def test_rebasing_with_trailing_slashes_and_look_alike_prefixes() -> None:
@@ -959,8 +961,6 @@ def test_rebasing_with_trailing_slashes_and_look_alike_prefixes() -> None:
 
 
 def test_a_connection_goes_to_the_urls_port_with_the_callers_timeout() -> None:
-    import ssl
-    from issuer.verifier.remote import _connection
     for url, port, target in (("https://iss.example/a?b=1", 443, "/a?b=1"),
                               ("https://iss.example:8443", 8443, "/"),
                               ("http://127.0.0.1", 80, "/"),
@@ -1012,7 +1012,6 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline(hostile: str) 
     """http.client reads the status line and headers with no deadline of its own: without the
     watchdog that shuts the socket, a header line a byte every 0.2 s holds the fetch for as
     long as the server likes (5 s here)."""
-    import time
     started = time.monotonic()
     with pytest.raises(FetchError, match="no complete answer"):
         http_get(f"{hostile}/drip-headers", {}, limit=1024, timeout=1.0)
@@ -1022,7 +1021,6 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_deadline(hostile: str) 
 def test_a_connect_that_is_never_accepted_ends_at_the_timeout() -> None:
     """A listener whose queue is full drops the SYN, so connect() waits on the per-read timeout
     the connection was made with (the deadline's watchdog starts once connected)."""
-    import time
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
